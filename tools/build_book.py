@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Render the HTML book from already-executed chapter notebooks, without executing them again.
+
+A staging folder ``_build/site`` receives the book's configuration, the front matter (``book/``),
+the browser assets served locally (MathJax, require.js, the ipywidgets embedder) and, for every
+chapter, only its executed ``.ipynb`` (no ``.md`` beside it, so Sphinx sees one source per page and
+the download button offers the notebook with its outputs). Jupyter Book 1 then builds it with
+``-W --keep-going``: any warning fails the build. The result lands in ``_build/html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+THEBE_CONFIG = re.compile(r"[ \t]*<script>const THEBE_JS_URL = [^<]*</script>\n?")
+
+
+def dedupe_thebe_config(html_root: Path) -> int:
+    """Keep the first of the identical ``const THEBE_JS_URL = ...`` scripts on each page.
+
+    Jupyter Book 1.0.4 with sphinx-thebe 0.3.1 emits the inline config twice, and the second
+    ``const`` declaration throws a JavaScript error in the reader's browser.
+    """
+    fixed = 0
+    for page in html_root.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        found = THEBE_CONFIG.findall(text)
+        if len(found) > 1:
+            first = text.index(found[0]) + len(found[0])
+            text = text[:first] + THEBE_CONFIG.sub("", text[first:])
+            page.write_text(text, encoding="utf-8")
+            fixed += 1
+    return fixed
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--executed", type=Path, default=ROOT / "_build" / "executed")
+    ap.add_argument("--stage", type=Path, default=ROOT / "_build" / "site")
+    ap.add_argument("--offline-js", type=Path, default=ROOT / "_build" / "offline_js")
+    ap.add_argument("--html", type=Path, default=ROOT / "_build" / "html")
+    args = ap.parse_args(argv)
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    chapters = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if str(node.get("file", "")).startswith("chapters/"):
+                chapters.append(node["file"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(toc)
+    missing = [c for c in chapters if not (args.executed / f"{Path(c).name}.ipynb").exists()]
+    if missing:
+        print(f"no executed notebook for {missing} in {args.executed}: run `make execute` "
+              "(or tools/run_chapters.py) first", file=sys.stderr)
+        return 1
+    if not (args.offline_js / "es5").exists():
+        print(f"browser assets missing in {args.offline_js}: run `bash tools/fetch_offline_js.sh {args.offline_js}`",
+              file=sys.stderr)
+        return 1
+
+    stage = args.stage
+    if stage.exists():
+        shutil.rmtree(stage)
+    (stage / "chapters").mkdir(parents=True)
+    shutil.copytree(ROOT / "book", stage / "book")
+    shutil.copy(ROOT / "_toc.yml", stage / "_toc.yml")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"  # executed once, by papermill
+    (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copytree(args.offline_js, stage / "_offline_js", ignore=shutil.ignore_patterns(".stamp"))
+    for c in chapters:
+        shutil.copy(args.executed / f"{Path(c).name}.ipynb", stage / "chapters" / f"{Path(c).name}.ipynb")
+
+    out = ROOT / "_build" / "jb"
+    jb = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jb), "build", str(stage), "--path-output", str(out),
+           "--builder", "html", "-W", "--keep-going"]
+    print("+", " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT)
+    if proc.returncode != 0:
+        print("The book build failed (warnings count as errors): see the messages above.", file=sys.stderr)
+        return proc.returncode
+    if args.html.exists():
+        shutil.rmtree(args.html)
+    shutil.move(str(out / "_build" / "html"), str(args.html))
+    fixed = dedupe_thebe_config(args.html)
+    if fixed:
+        print(f"removed a duplicated sphinx-thebe config script from {fixed} pages")
+    print(f"Built {args.html / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Fetch the browser assets the static book needs, from the npm registry (a few seconds):
+# ipywidgets' HTML manager + require.js (widget state, e.g. progress bars), its icon fonts, and
+# MathJax 3 (equations). Served with Sphinx's html_extra_path (see _config.yml), never from _static,
+# where Jupyter Book would add every .js file to every page.
+set -e
+dest=${1:-_offline_js}
+mkdir -p "$dest" && tmp=$(mktemp -d) && here=$(pwd) && cd "$tmp"
+npm pack --silent @jupyter-widgets/html-manager@1.0.6 requirejs@2.3.7 mathjax@3.2.2 >/dev/null
+tar xzf jupyter-widgets-html-manager-1.0.6.tgz package/dist
+mkdir rq mj && tar xzf requirejs-2.3.7.tgz -C rq package/require.js && tar xzf mathjax-3.2.2.tgz -C mj package/es5
+cd "$here"
+cp "$tmp/package/dist/embed-amd.js" "$tmp/rq/package/require.js" "$dest/"
+# The widget manager loads its icon fonts relative to the page: chapter pages live in chapters/.
+fonts="$dest/chapters/@jupyter-widgets/html-manager/dist"
+mkdir -p "$fonts"
+for f in "$tmp"/package/dist/*.woff "$tmp"/package/dist/*.woff2 "$tmp"/package/dist/*.ttf "$tmp"/package/dist/*.eot "$tmp"/package/dist/*.svg; do
+  [ -e "$f" ] && cp "$f" "$fonts/"
+done
+rm -rf "$dest/es5" && cp -r "$tmp/mj/package/es5" "$dest/es5"
+rm -rf "$tmp"
