@@ -12,7 +12,12 @@ PROFILE ?= quick
 DEVICE ?= cpu
 DATA_ROOT ?=
 EXEC_DIR := _build/executed
-RUN_ARGS := --profile $(PROFILE) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT),)
+# The quick build runs two chapters side by side, one CPU thread each (small models use 2 cores
+# better that way); nbval re-executes with the same thread count so the numbers match.
+JOBS ?= 2
+THREADS ?= 1
+RUN_ARGS := --profile $(PROFILE) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT),) \
+            --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS),)
 
 .PHONY: setup book test lint unit execute validate html browser clean
 
@@ -44,10 +49,11 @@ lint: setup
 	$(VENV)/bin/ruff check animlib tests tools data_scripts
 
 unit: setup
-	$(PY) -m pytest tests -m "not browser" -q -p no:cacheprovider --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "not browser" -n $(JOBS) -q -p no:cacheprovider --durations=15
 
 validate: setup
-	$(PY) -m pytest --nbval $(EXEC_DIR) --sanitize-with env/nbval_sanitize.cfg -q -p no:cacheprovider --durations=0
+	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(PY) -m pytest --nbval $(EXEC_DIR) \
+	  --nbval-sanitize-with env/nbval_sanitize.cfg -n $(JOBS) --dist loadfile -q -p no:cacheprovider
 
 browser: setup
 	bash tools/ensure_chromium.sh
