@@ -1,0 +1,314 @@
+"""Synthetic cinemagraph scenes with known motion, and real clips from frame folders.
+
+Source S0 (cinemagraphs with recurrent networks and a deep recurrent Q-network) has no dataset: its
+future work calls for one. We generate scenes whose motion is known exactly, so that every number
+the chapters report can be checked against the truth:
+
+- a static background of blocky colour noise (texture that must *not* move);
+- one band of soft stripes across the image, "flowing water", that translates in a loop. Its motion
+  class ``c`` fixes the direction (``c % 4``: → ← ↓ ↑) and the speed (``1 + c // 4`` pixels per
+  frame). The class is *visible in the still image*: the stripes run across the direction of flow
+  (orientation tells the axis) and each class has its own hue (hue tells direction and speed), so
+  a model can infer the motion from one frame, as a person does from a photo of a river;
+- optional extra moving regions: a flickering ``"flame"`` (brightness loop) and a swaying
+  ``"branch"`` (a dark bar rocking about its base). They join the motion mask; the class refers to
+  the water band only.
+
+Every scene loops: frame ``T`` equals frame ``0``. With the default stripe period ``P = T`` a speed
+of ``s`` pixels per frame moves the stripes ``s·T`` pixels per loop, a whole number of periods.
+
+Everything is a deterministic function of the seed (a private ``torch.Generator``; the global RNG is
+untouched). Pixel values are in [0, 1], layout ``(N, T, 3, H, W)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "DIRECTIONS",
+    "SceneConfig",
+    "Scenes",
+    "make_scenes",
+    "SceneStream",
+    "class_colors",
+    "CinemagraphClips",
+    "motion_mask_from_clip",
+]
+
+#: Direction of each class (``class % 4``) as (dx, dy) per frame at speed 1, and its arrow.
+DIRECTIONS = ((1, 0, "→"), (-1, 0, "←"), (0, 1, "↓"), (0, -1, "↑"))
+_EXTRAS = ("flame", "branch")
+
+
+@dataclass
+class SceneConfig:
+    """Size and content of the synthetic scenes (defaults: the quick profile)."""
+
+    size: int = 32  # image height = width in pixels (32 quick, 128+ full)
+    frames: int = 8  # T, frames in one loop (frame T equals frame 0)
+    num_classes: int = 4  # motion classes: 4 directions; 8 adds a second speed (2 px/frame)
+    period: Optional[int] = None  # stripe period in pixels; None = frames (exact loop at any speed)
+    band: float = 0.375  # width of the water band as a fraction of the image
+    block: int = 4  # background noise block size in pixels (texture scale)
+    extras: Tuple[str, ...] = ()  # extra moving regions: any of "flame", "branch"
+
+    def validate(self) -> SceneConfig:
+        if not isinstance(self.size, int) or self.size < 16:
+            raise ValueError(f"size must be an int >= 16, got {self.size!r}")
+        if not isinstance(self.frames, int) or self.frames < 2:
+            raise ValueError(f"frames must be an int >= 2, got {self.frames!r}")
+        if not isinstance(self.num_classes, int) or not 1 <= self.num_classes <= 12:
+            raise ValueError(f"num_classes must be 1..12 (4 directions x up to 3 speeds), got {self.num_classes!r}")
+        period = self.period_px
+        for speed in range(1, self.max_speed + 1):
+            if (speed * self.frames) % period:
+                raise ValueError(
+                    f"period={period} does not divide speed*frames={speed * self.frames}: the scene would not "
+                    "loop; use period=None (= frames) or a divisor of frames"
+                )
+        if not 0.1 <= self.band <= 0.8:
+            raise ValueError(f"band must be a fraction in [0.1, 0.8], got {self.band!r}")
+        if self.size % self.block:
+            raise ValueError(f"block={self.block} must divide size={self.size}")
+        bad = [e for e in self.extras if e not in _EXTRAS]
+        if bad:
+            raise ValueError(f"unknown extras {bad}; choose from {_EXTRAS}")
+        return self
+
+    @property
+    def period_px(self) -> int:
+        return self.period if self.period is not None else self.frames
+
+    @property
+    def max_speed(self) -> int:
+        return 1 + (self.num_classes - 1) // 4
+
+
+@dataclass
+class Scenes:
+    """A batch of scenes with their ground truth.
+
+    Attributes: ``frames`` ``(N, T, 3, H, W)`` in [0, 1] (frame 0 is the still image), ``mask``
+    ``(N, 1, H, W)`` (1 where anything moves), ``label`` ``(N,)`` motion class of the water band,
+    ``velocity`` ``(N, 2)`` its (dx, dy) in pixels per frame, ``config``.
+    """
+
+    frames: torch.Tensor
+    mask: torch.Tensor
+    label: torch.Tensor
+    velocity: torch.Tensor
+    config: SceneConfig = field(default_factory=SceneConfig)
+
+    @property
+    def still(self) -> torch.Tensor:
+        """The input image of each scene, ``(N, 3, H, W)``."""
+        return self.frames[:, 0]
+
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+    def __getitem__(self, idx) -> Scenes:
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1)
+        return Scenes(self.frames[idx], self.mask[idx], self.label[idx], self.velocity[idx], self.config)
+
+    def to(self, device) -> Scenes:
+        return Scenes(self.frames.to(device), self.mask.to(device), self.label.to(device),
+                      self.velocity.to(device), self.config)
+
+    def as_dict(self) -> Dict[str, torch.Tensor]:
+        return {"frames": self.frames, "mask": self.mask, "label": self.label, "velocity": self.velocity}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def class_colors(num_classes: int) -> torch.Tensor:
+    """One saturated RGB colour per class, ``(num_classes, 3)``, evenly spaced in hue."""
+    hues = torch.arange(num_classes, dtype=torch.float32) / num_classes
+    return _hsv_to_rgb(hues, torch.full_like(hues, 0.85), torch.full_like(hues, 0.95))
+
+
+def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    k = torch.tensor([5.0, 3.0, 1.0])
+    kk = (k[None] + h[:, None] * 6.0) % 6.0  # (N, 3)
+    return v[:, None] - v[:, None] * s[:, None] * torch.clamp(torch.minimum(kk, 4.0 - kk), 0.0, 1.0)
+
+
+def _rand(g: torch.Generator, *shape) -> torch.Tensor:
+    return torch.rand(*shape, generator=g)
+
+
+def _background(g: torch.Generator, n: int, size: int, block: int) -> torch.Tensor:
+    """Blocky, muted colour noise ``(N, 3, H, W)``: texture that a model must keep still."""
+    coarse = _rand(g, n, 3, size // block, size // block)  # (N, 3, h, w)
+    gray = coarse.mean(1, keepdim=True)
+    coarse = 0.15 + 0.6 * (0.55 * gray + 0.45 * coarse)  # desaturate so the stripes stand out
+    return F.interpolate(coarse, scale_factor=block, mode="nearest")  # (N, 3, H, W)
+
+
+def _water(cfg: SceneConfig, g: torch.Generator, n: int, labels: torch.Tensor):
+    """Stripe frames, band masks and velocities for the water band of each scene."""
+    S, T, P = cfg.size, cfg.frames, cfg.period_px
+    colors = class_colors(cfg.num_classes)[labels]  # (N, 3)
+    direction = labels % 4
+    speed = 1 + labels // 4
+    dirs = torch.tensor([[d[0], d[1]] for d in DIRECTIONS], dtype=torch.float32)
+    velocity = dirs[direction] * speed[:, None].float()  # (N, 2) px per frame
+    width = max(4, int(round(cfg.band * S)))
+    start = (_rand(g, n) * (S - width + 1)).long()  # (N,)
+    phase = _rand(g, n) * P
+    coord = torch.arange(S, dtype=torch.float32)
+    t = torch.arange(T, dtype=torch.float32)
+    horizontal = velocity[:, 0] != 0  # flow along x: stripes vary along x, band spans rows
+    v = torch.where(horizontal, velocity[:, 0], velocity[:, 1])  # (N,)
+    # s(u, t) = 1/2 + 1/2 cos(2π (u - v t + phase) / P): a travelling wave along the flow axis u.
+    arg = coord[None, None, :] - v[:, None, None] * t[None, :, None] + phase[:, None, None]  # (N, T, S)
+    wave = 0.5 + 0.5 * torch.cos(2 * math.pi * arg / P)  # (N, T, S)
+    inband = ((coord[None] >= start[:, None]) & (coord[None] < (start + width)[:, None])).float()  # (N, S)
+    # Broadcast to images: horizontal flow -> wave along W, band along H; vertical the other way.
+    wave_h = wave[:, :, None, :].expand(n, T, S, S)  # varies along x
+    wave_v = wave[:, :, :, None].expand(n, T, S, S)  # varies along y
+    hz = horizontal[:, None, None, None]
+    w_img = torch.where(hz, wave_h, wave_v)  # (N, T, H, W)
+    m_img = torch.where(horizontal[:, None, None], inband[:, :, None].expand(n, S, S),
+                        inband[:, None, :].expand(n, S, S))  # (N, H, W)
+    stripes = colors[:, None, :, None, None] * (0.3 + 0.7 * w_img[:, :, None])  # (N, T, 3, H, W)
+    return stripes, m_img[:, None], velocity
+
+
+def _flame(cfg: SceneConfig, g: torch.Generator, n: int):
+    """A soft orange blob whose brightness flickers once per loop: colours ``(N, T, 3, H, W)``, alpha."""
+    S, T = cfg.size, cfg.frames
+    r = S * 0.12
+    cy, cx = (r + _rand(g, n) * (S - 2 * r)), (r + _rand(g, n) * (S - 2 * r))
+    yy, xx = torch.meshgrid(torch.arange(S, dtype=torch.float32), torch.arange(S, dtype=torch.float32), indexing="ij")
+    d2 = (yy[None] - cy[:, None, None]) ** 2 + ((xx[None] - cx[:, None, None]) * 1.4) ** 2  # taller than wide
+    alpha = torch.clamp(1.5 - d2.sqrt() / r, 0, 1)  # (N, H, W) soft disc
+    t = torch.arange(T, dtype=torch.float32)
+    phase = _rand(g, n) * 2 * math.pi
+    bright = 0.55 + 0.45 * torch.cos(2 * math.pi * t[None] / T + phase[:, None])  # (N, T)
+    color = torch.tensor([1.0, 0.55, 0.1])
+    img = color[None, None, :, None, None] * bright[:, :, None, None, None]  # (N, T, 3, 1, 1)
+    return img.expand(n, T, 3, S, S), alpha[:, None, None].expand(n, T, 1, S, S), (alpha > 0).float()[:, None]
+
+
+def _branch(cfg: SceneConfig, g: torch.Generator, n: int):
+    """A dark bar rocking about its base, one swing per loop."""
+    S, T = cfg.size, cfg.frames
+    length, thick = S * 0.35, max(1.0, S / 24)
+    by, bx = S * (0.55 + 0.4 * _rand(g, n)), S * (0.15 + 0.7 * _rand(g, n))  # base point
+    t = torch.arange(T, dtype=torch.float32)
+    angle = -math.pi / 2 + 0.35 * torch.sin(2 * math.pi * t[None] / T + _rand(g, n)[:, None] * 6.28)  # (N, T)
+    ey, ex = by[:, None] + length * torch.sin(angle), bx[:, None] + length * torch.cos(angle)  # tip (N, T)
+    yy, xx = torch.meshgrid(torch.arange(S, dtype=torch.float32), torch.arange(S, dtype=torch.float32), indexing="ij")
+    py, px = yy[None, None] - by[:, None, None, None], xx[None, None] - bx[:, None, None, None]  # (N, 1, H, W)
+    dy, dx = (ey - by[:, None])[..., None, None], (ex - bx[:, None])[..., None, None]  # (N, T, 1, 1)
+    u = torch.clamp((py * dy + px * dx) / (dy**2 + dx**2), 0, 1)
+    dist = ((py - u * dy) ** 2 + (px - u * dx) ** 2).sqrt()  # (N, T, H, W) distance to the segment
+    alpha = torch.clamp(thick + 0.5 - dist, 0, 1)
+    color = torch.tensor([0.25, 0.16, 0.08])
+    img = color[None, None, :, None, None].expand(n, T, 3, S, S)
+    return img, alpha[:, :, None], (alpha.amax(1) > 0).float()[:, None]
+
+
+# ----------------------------------------------------------------------------- generator
+
+
+def make_scenes(
+    n: int,
+    config: Optional[SceneConfig] = None,
+    seed: int = 0,
+    labels: Optional[Union[Sequence[int], torch.Tensor]] = None,
+    **overrides,
+) -> Scenes:
+    """Generate ``n`` looping scenes, deterministically from ``seed``.
+
+    ``config`` (or keyword ``overrides`` of its fields, e.g. ``size=64``) sets their content;
+    ``labels`` fixes the motion classes (default: uniformly random). Returns :class:`Scenes`.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    cfg = replace(config or SceneConfig(), **overrides).validate()
+    g = torch.Generator().manual_seed(int(seed))
+    if labels is None:
+        lab = torch.randint(cfg.num_classes, (n,), generator=g)
+    else:
+        lab = torch.as_tensor(labels, dtype=torch.long)
+        if lab.shape != (n,) or lab.min() < 0 or lab.max() >= cfg.num_classes:
+            raise ValueError(f"labels must be {n} ints in [0, {cfg.num_classes}), got {labels!r}")
+    bg = _background(g, n, cfg.size, cfg.block)  # (N, 3, H, W)
+    frames = bg[:, None].repeat(1, cfg.frames, 1, 1, 1)  # (N, T, 3, H, W)
+    stripes, mask, velocity = _water(cfg, g, n, lab)
+    frames = torch.where(mask[:, None].bool(), stripes, frames)
+    for extra in cfg.extras:
+        img, alpha, m = (_flame if extra == "flame" else _branch)(cfg, g, n)
+        frames = frames * (1 - alpha) + img * alpha
+        mask = torch.maximum(mask, m)
+    return Scenes(frames.clamp(0, 1).contiguous(), mask, lab, velocity, cfg)
+
+
+class SceneStream:
+    """Fresh training batches on demand: ``stream(step)`` is the batch for that step.
+
+    Deterministic per ``(seed, step)``, so a resumed run sees the same data; pass it to
+    ``Trainer.fit`` as ``data``. Seeds ``>= 10**6`` apart never collide with held-out sets made
+    with small seeds.
+    """
+
+    def __init__(self, batch_size: int, config: Optional[SceneConfig] = None, seed: int = 0, **overrides):
+        self.batch_size = batch_size
+        self.config = replace(config or SceneConfig(), **overrides).validate()
+        self.seed = seed
+
+    def __call__(self, step: int) -> Dict[str, torch.Tensor]:
+        s = make_scenes(self.batch_size, self.config, seed=10**6 * (1 + self.seed) + int(step))
+        return s.as_dict()
+
+
+# ----------------------------------------------------------------------------- real clips
+
+
+def motion_mask_from_clip(clip: torch.Tensor, threshold: float = 0.04) -> torch.Tensor:
+    """Estimate where a clip ``(T, C, H, W)`` moves: temporal std (max over channels) > threshold."""
+    if clip.dim() != 4:
+        raise ValueError(f"clip must be (T, C, H, W), got shape {tuple(clip.shape)}")
+    return (clip.std(0).amax(0, keepdim=True) > threshold).float()  # (1, H, W)
+
+
+class CinemagraphClips(torch.utils.data.Dataset):
+    """Real cinemagraph clips from a folder: ``root/<clip>/00000.png, 00001.png, ...``.
+
+    Items are dicts like a :class:`SceneStream` batch entry: ``frames`` ``(T, 3, H, W)`` in [0, 1],
+    ``mask`` ``(1, H, W)`` estimated with :func:`motion_mask_from_clip` (real clips have no
+    ground-truth mask) and ``label = -1`` (no motion class). Clips should loop (frame ``T`` close to
+    frame 0), as cinemagraphs do. The default collate of a ``DataLoader`` batches them.
+    """
+
+    def __init__(self, root: Union[str, Path], frames: int = 8, size: int = 128, stride: Optional[int] = None,
+                 mask_threshold: float = 0.04):
+        from .folders import FrameFolderDataset
+
+        if root is None or not Path(root).expanduser().is_dir():
+            raise FileNotFoundError(
+                f"no clip folder at {root!r}: put one folder of PNG/JPG frames per cinemagraph clip under it "
+                "(root/<clip>/00000.png, ...), or use data_root=None for the synthetic scenes"
+            )
+        self.inner = FrameFolderDataset(Path(root).expanduser(), clip_len=frames, stride=stride or frames,
+                                        size=size, channels=3, marker=None, script="(none)")
+        self.mask_threshold = mask_threshold
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
+        clip = self.inner[i]  # (T, 3, H, W)
+        return {"frames": clip, "mask": motion_mask_from_clip(clip, self.mask_threshold),
+                "label": torch.tensor(-1), "velocity": torch.zeros(2)}
