@@ -9,8 +9,14 @@ re-implement it.
 - :mod:`animlib.viz`: animations that play in the static book, GIF/MP4 files, grids, storyboards,
   training curves.
 - :mod:`animlib.gan`: adversarial losses and the alternating discriminator/generator step.
-- :mod:`animlib.data`: synthetic generators with ground truth, folder datasets for prepared real
-  data, and the verified downloader used by ``data_scripts/``.
+- :mod:`animlib.data`: synthetic generators with ground truth (``blobs``, ``scenes``,
+  ``depth_scenes``, ``faces``, ``actions``), folder datasets for prepared real data, and the
+  verified downloader used by ``data_scripts/``.
+
+Method modules, one family each: :mod:`animlib.nextframe` (chapter 0), :mod:`animlib.convlstm`,
+:mod:`animlib.cinemagraph` and :mod:`animlib.rl` (Part I), :mod:`animlib.style` and
+:mod:`animlib.depth` (Part II), :mod:`animlib.vae` (Part III, with :mod:`animlib.gan`),
+:mod:`animlib.video_ae` (Part IV).
 """
 
 __version__ = "0.1.0"

@@ -372,16 +372,21 @@ class ToyDiscriminator(nn.Module):
     once (concatenated), so a generator that keeps producing the same point is easy to spot; the
     batch size must be a multiple of ``pack`` and the output has B / pack logits.
     ``spectral_norm=True`` normalises every layer (:func:`spectral_norm_all`).
+    ``minibatch_std=True`` appends, after the first layer, the features' standard deviation across
+    the batch (averaged to one number, Karras et al. 2018): a collapsed batch has a tell-tale small
+    spread that D can see and punish.
     """
 
-    def __init__(self, hidden: int = 128, layers: int = 3, pack: int = 1, spectral_norm: bool = False):
+    def __init__(self, hidden: int = 128, layers: int = 3, pack: int = 1, spectral_norm: bool = False,
+                 minibatch_std: bool = False):
         super().__init__()
-        self.pack = pack
-        dims = [2 * pack] + [hidden] * layers
+        self.pack, self.minibatch_std = pack, minibatch_std
+        self.first = nn.Sequential(nn.Linear(2 * pack, hidden), nn.LeakyReLU(0.2))
+        dims = [hidden + int(minibatch_std)] + [hidden] * (layers - 1)
         body = []
         for a, b in zip(dims[:-1], dims[1:]):
             body += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
-        self.net = nn.Sequential(*body, nn.Linear(hidden, 1))
+        self.net = nn.Sequential(*body, nn.Linear(dims[-1], 1))
         if spectral_norm:
             spectral_norm_all(self)
 
@@ -390,7 +395,11 @@ class ToyDiscriminator(nn.Module):
             raise ValueError(f"ToyDiscriminator expects points (B, 2); got {tuple(x.shape)}.")
         if x.shape[0] % self.pack:
             raise ValueError(f"batch size {x.shape[0]} is not a multiple of pack={self.pack}.")
-        return self.net(x.reshape(-1, 2 * self.pack)).squeeze(1)  # (B / pack,)
+        h = self.first(x.reshape(-1, 2 * self.pack))  # (B / pack, hidden)
+        if self.minibatch_std:
+            spread = h.std(0, unbiased=False).mean().expand(h.shape[0], 1)  # (B / pack, 1)
+            h = torch.cat([h, spread], dim=1)
+        return self.net(h).squeeze(1)  # (B / pack,)
 
 
 def make_toy_gan_step(batch_size: int = 256, loss: str = "bce", label_smoothing: float = 0.0,

@@ -1,0 +1,516 @@
+"""Synthetic faces with known identity and motion, and folders of prepared real faces.
+
+Latent-difference video (Vysotsky & Demichev 2024, the source of chapters 5-6) claims that a VAE
+separates *who* is in a picture from *how* they move. To measure that claim offline we need faces
+whose identity and motion are known exactly. :func:`render_faces` draws them from two parameter
+vectors, in torch, batched and anti-aliased at any size:
+
+- **identity** (8 numbers in [0, 1], :data:`IDENTITY_NAMES`): face width and height, skin tone,
+  hair colour, hair length (fringe depth), eye spacing, eye size, background hue;
+- **motion** (5 numbers, :data:`MOTION_NAMES`): head yaw and pitch in [-1, 1] (the head shifts a
+  little and the features shift more, a cheap parallax), mouth opening and eye blink in [0, 1],
+  and smile in [-1, 1] (mouth curvature and brow height).
+
+The face fills the frame and the eyes and mouth are large and high-contrast (white eyes with big
+dark pupils and a dark lid line, a dark open mouth): a small VAE loses a blink or a mouth that is
+only a pixel or two tall.
+
+Edges are anti-aliased analytically: every shape has an approximate signed distance ``d`` (in image
+units) and covers a pixel with ``alpha = clamp(1/2 - d / pixel, 0, 1)``, so the same parameters
+give the same face at 32, 64 or 128 pixels.
+
+The module also provides :class:`SyntheticFaces` (a dataset of random faces with their
+parameters), :func:`face_clips` (moving/talking clips: identity fixed, motion animated),
+:class:`FaceParamRegressor` (a small CNN that reads the parameters back from an image, used to
+*score* generated videos), and :class:`RealFaces` / :class:`FaceVideos` for the real face data
+that ``data_scripts/imdb_wiki.py`` and ``data_scripts/voxceleb.py`` prepare.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+__all__ = [
+    "IDENTITY_NAMES",
+    "MOTION_NAMES",
+    "MOTION_RANGES",
+    "sample_identity",
+    "sample_motion",
+    "render_faces",
+    "motion_to_unit",
+    "unit_to_motion",
+    "SyntheticFaces",
+    "FaceClips",
+    "face_clips",
+    "random_blur",
+    "FaceRegressorConfig",
+    "FaceParamRegressor",
+    "train_face_regressor",
+    "RealFaces",
+    "FaceVideos",
+]
+
+#: Identity parameters, each in [0, 1].
+IDENTITY_NAMES: Tuple[str, ...] = (
+    "face_width", "face_height", "skin_tone", "hair_colour", "hair_length", "eye_spacing", "eye_size",
+    "background",
+)
+#: Motion parameters (ranges in :data:`MOTION_RANGES`).
+MOTION_NAMES: Tuple[str, ...] = ("yaw", "pitch", "mouth", "blink", "smile")
+#: (low, high) of each motion parameter.
+MOTION_RANGES: Tuple[Tuple[float, float], ...] = ((-1.0, 1.0), (-1.0, 1.0), (0.0, 1.0), (0.0, 1.0), (-1.0, 1.0))
+
+_SKIN = torch.tensor([[0.99, 0.86, 0.74], [0.86, 0.64, 0.48], [0.62, 0.42, 0.28], [0.40, 0.26, 0.17]])
+_HAIR = torch.tensor([[0.07, 0.05, 0.04], [0.40, 0.24, 0.12], [0.70, 0.30, 0.10], [0.95, 0.82, 0.45]])
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+def _palette(table: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear colour ramp through the rows of ``table`` at ``u`` in [0, 1] -> (B, 3)."""
+    table = table.to(u.device, u.dtype)
+    pos = u.clamp(0, 1) * (table.shape[0] - 1)  # (B,)
+    i0 = pos.floor().long().clamp(max=table.shape[0] - 2)
+    w = (pos - i0.to(pos.dtype)).unsqueeze(1)  # (B, 1)
+    return table[i0] * (1 - w) + table[i0 + 1] * w  # (B, 3)
+
+
+def _hue_to_rgb(h: torch.Tensor, s: float = 0.4, v: float = 0.85) -> torch.Tensor:
+    """HSV -> RGB for a batch of hues in [0, 1] at fixed saturation and value -> (B, 3)."""
+    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], dim=1)  # (B, 3)
+    return v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+
+
+def _ellipse_alpha(x, y, cx, cy, a, b, pixel: float) -> torch.Tensor:
+    """Anti-aliased coverage of the ellipse ((x-cx)/a)² + ((y-cy)/b)² <= 1.
+
+    The signed distance is approximated to first order, ``d ≈ (q - 1) / |∇q|`` with
+    ``q = sqrt(((x-cx)/a)² + ((y-cy)/b)²)``; exact on the boundary, which is all anti-aliasing needs.
+    """
+    dx, dy = (x - cx) / a, (y - cy) / b  # (B, H, W)
+    q = torch.sqrt(dx * dx + dy * dy + 1e-12)
+    grad = torch.sqrt((dx / a) ** 2 + (dy / b) ** 2 + 1e-12) / q
+    d = (q - 1) / grad
+    return torch.clamp(0.5 - d / pixel, 0.0, 1.0)
+
+
+def _below_alpha(y, y_line, pixel: float) -> torch.Tensor:
+    """Anti-aliased coverage of the half-plane ``y <= y_line`` (image y points down)."""
+    return torch.clamp(0.5 - (y - y_line) / pixel, 0.0, 1.0)
+
+
+def _over(img: torch.Tensor, colour: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Paint ``colour`` (B, 3) over ``img`` (B, 3, H, W) with coverage ``alpha`` (B, H, W)."""
+    a = alpha.unsqueeze(1)  # (B, 1, H, W)
+    return img * (1 - a) + colour[:, :, None, None] * a
+
+
+def _col(b: torch.Tensor) -> torch.Tensor:
+    return b[:, None, None]  # (B,) -> (B, 1, 1) for broadcasting over (H, W)
+
+
+def _generator(seed: Union[int, torch.Generator, None]) -> torch.Generator:
+    if isinstance(seed, torch.Generator):
+        return seed
+    g = torch.Generator()
+    g.manual_seed(0 if seed is None else int(seed))
+    return g
+
+
+# ----------------------------------------------------------------------------------------------
+# parameters
+# ----------------------------------------------------------------------------------------------
+def sample_identity(n: int, generator: Union[int, torch.Generator, None] = None) -> torch.Tensor:
+    """``n`` random identities, uniform in [0, 1]^8 -> (n, 8) (order: :data:`IDENTITY_NAMES`)."""
+    return torch.rand(n, len(IDENTITY_NAMES), generator=_generator(generator))
+
+
+def sample_motion(n: int, generator: Union[int, torch.Generator, None] = None) -> torch.Tensor:
+    """``n`` random poses/expressions -> (n, 5), uniform in :data:`MOTION_RANGES`.
+
+    Blinks are drawn half the time fully open (0) so that open eyes, the common state, dominate.
+    """
+    g = _generator(generator)
+    u = torch.rand(n, len(MOTION_NAMES), generator=g)
+    open_eyes = torch.rand(n, generator=g) < 0.5
+    u[:, 3] = torch.where(open_eyes, torch.zeros_like(u[:, 3]), u[:, 3])
+    return unit_to_motion(u)
+
+
+def motion_to_unit(motion: torch.Tensor) -> torch.Tensor:
+    """Map motion parameters (..., 5) from :data:`MOTION_RANGES` to [0, 1]."""
+    lo = motion.new_tensor([r[0] for r in MOTION_RANGES])
+    hi = motion.new_tensor([r[1] for r in MOTION_RANGES])
+    return (motion - lo) / (hi - lo)
+
+
+def unit_to_motion(u: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`motion_to_unit`."""
+    lo = u.new_tensor([r[0] for r in MOTION_RANGES])
+    hi = u.new_tensor([r[1] for r in MOTION_RANGES])
+    return lo + u * (hi - lo)
+
+
+def _check_params(identity: torch.Tensor, motion: torch.Tensor) -> None:
+    if identity.ndim != 2 or identity.shape[1] != len(IDENTITY_NAMES):
+        raise ValueError(
+            f"identity must have shape (B, {len(IDENTITY_NAMES)}) with columns {IDENTITY_NAMES}; got "
+            f"{tuple(identity.shape)}. Use sample_identity(B) to make one."
+        )
+    if motion.ndim != 2 or motion.shape[1] != len(MOTION_NAMES):
+        raise ValueError(
+            f"motion must have shape (B, {len(MOTION_NAMES)}) with columns {MOTION_NAMES}; got "
+            f"{tuple(motion.shape)}. Use sample_motion(B) to make one."
+        )
+    if identity.shape[0] != motion.shape[0]:
+        raise ValueError(f"identity has {identity.shape[0]} rows but motion has {motion.shape[0]}; give one of each per face.")
+
+
+# ----------------------------------------------------------------------------------------------
+# rendering
+# ----------------------------------------------------------------------------------------------
+def _render_chunk(identity: torch.Tensor, motion: torch.Tensor, size: int) -> torch.Tensor:
+    B = identity.shape[0]
+    dev, dt = identity.device, identity.dtype
+    pixel = 2.0 / size
+    coords = (torch.arange(size, device=dev, dtype=dt) + 0.5) * pixel - 1.0  # pixel centres in [-1, 1]
+    y, x = torch.meshgrid(coords, coords, indexing="ij")  # (H, W) each; y points down
+    x, y = x.unsqueeze(0), y.unsqueeze(0)  # (1, H, W)
+
+    fw, fh, skin_u, hair_u, hair_len, eye_sp, eye_sz, bg_u = identity.unbind(1)  # (B,) each
+    yaw, pitch, mouth, blink, smile = motion.unbind(1)
+
+    a = 0.74 + 0.14 * fw  # face half-width
+    b = 0.84 + 0.10 * fh  # face half-height
+    head_x, head_y = 0.08 * yaw, 0.05 * pitch + 0.06  # the head moves a little ...
+    feat_x, feat_y = head_x + 0.26 * yaw, head_y + 0.16 * pitch  # ... the features more (parallax)
+
+    skin = _palette(_SKIN, skin_u)  # (B, 3)
+    hair = _palette(_HAIR, hair_u)
+    shade = skin * 0.78  # nose, lids' crease
+    bg = _hue_to_rgb(bg_u)
+
+    img = bg[:, :, None, None].expand(B, 3, size, size).clone()  # (B, 3, H, W)
+    # hair behind the head, then the face
+    img = _over(img, hair, _ellipse_alpha(x, y, _col(head_x), _col(head_y - 0.08), _col(a * 1.1), _col(b * 1.06), pixel))
+    face = _ellipse_alpha(x, y, _col(head_x), _col(head_y), _col(a), _col(b), pixel)  # (B, H, W)
+    img = _over(img, skin, face)
+    # fringe: the hair covers the top of the face down to a line that dips with the hair length
+    fringe_y = head_y - b + (0.25 + 0.30 * hair_len) * b  # (B,)
+    fringe_line = _col(fringe_y) + 0.10 * ((x - _col(head_x)) / _col(a)) ** 2
+    img = _over(img, hair, face * _below_alpha(y, fringe_line, pixel))
+
+    # nose: a shaded ellipse that moves with the features
+    img = _over(img, shade, _ellipse_alpha(x, y, _col(feat_x * 1.1), _col(feat_y + 0.16), 0.07, 0.12, pixel))
+
+    # eyes: white, a big dark pupil, a lid (skin) that closes with the blink and a dark lid line
+    ex = 0.25 + 0.13 * eye_sp  # half the distance between eye centres
+    rx = 0.15 + 0.06 * eye_sz  # eye half-width
+    ry = 0.8 * rx
+    ey = feat_y - 0.16
+    brow_y = ey - ry - 0.08 - 0.07 * smile
+    white = torch.ones(B, 3, device=dev, dtype=dt) * 0.98
+    dark = torch.ones(B, 3, device=dev, dtype=dt) * 0.05
+    for side in (-1.0, 1.0):
+        cx = feat_x + side * ex
+        eye = _ellipse_alpha(x, y, _col(cx), _col(ey), _col(rx), _col(ry), pixel)
+        img = _over(img, white, eye)
+        pupil = _ellipse_alpha(x, y, _col(cx + 0.25 * rx * yaw), _col(ey), _col(0.65 * ry), _col(0.65 * ry), pixel)
+        img = _over(img, dark, eye * pupil)
+        lid_y = ey - ry + 2 * ry * blink  # (B,) the lid's edge: top of the eye when open
+        img = _over(img, skin, eye * _below_alpha(y, _col(lid_y), pixel))
+        lid_line = _ellipse_alpha(x, y, _col(cx), _col(lid_y), _col(rx * 1.05), _col(torch.full_like(rx, 0.045)), pixel)
+        img = _over(img, dark, lid_line * _ellipse_alpha(x, y, _col(cx), _col(ey), _col(rx * 1.08), _col(ry * 1.25), pixel))
+        # brow, in the hair colour, raised by a smile
+        img = _over(img, hair * 0.7, _ellipse_alpha(x, y, _col(cx), _col(brow_y), _col(rx * 1.1), 0.04, pixel))
+
+    # mouth: a dark ellipse around a curved centre line (corners up for a smile), opened by `mouth`
+    mw = (0.30 + 0.04 * fw) * (1 + 0.15 * smile)  # a smile also widens the mouth
+    my = feat_y + 0.46
+    bend = 0.20 * smile
+    centre = _col(my) + _col(bend) * (1 - ((x - _col(feat_x)) / _col(mw)) ** 2).clamp(min=0) - _col(bend) * 0.5
+    mh = 0.045 + 0.18 * mouth
+    mouth_colour = torch.tensor([0.35, 0.04, 0.07], device=dev, dtype=dt).expand(B, 3)
+    dx, dy = (x - _col(feat_x)) / _col(mw), (y - centre) / _col(mh)
+    q = torch.sqrt(dx * dx + dy * dy + 1e-12)
+    grad = torch.sqrt((dx / _col(mw)) ** 2 + (dy / _col(mh)) ** 2 + 1e-12) / q
+    img = _over(img, mouth_colour, torch.clamp(0.5 - (q - 1) / grad / pixel, 0, 1))
+    return img.clamp(0.0, 1.0)
+
+
+def render_faces(identity: torch.Tensor, motion: torch.Tensor, size: int = 64, chunk: int = 1024) -> torch.Tensor:
+    """Draw faces from identity (B, 8) and motion (B, 5) parameters -> images (B, 3, size, size) in [0, 1].
+
+    Deterministic: the same parameters always give the same pixels. Rendering runs on the
+    parameters' device in chunks of ``chunk`` faces to bound memory.
+    """
+    _check_params(identity, motion)
+    if size < 8:
+        raise ValueError(f"size must be at least 8 pixels, got {size}.")
+    identity, motion = identity.float(), motion.float().to(identity.device)
+    out = [_render_chunk(identity[i : i + chunk], motion[i : i + chunk], size) for i in range(0, identity.shape[0], chunk)]
+    return torch.cat(out) if out else identity.new_zeros(0, 3, size, size)
+
+
+# ----------------------------------------------------------------------------------------------
+# datasets
+# ----------------------------------------------------------------------------------------------
+class SyntheticFaces(Dataset):
+    """``n`` random faces (random identity × random motion), rendered once and kept in memory.
+
+    Items are ``(image (3, H, W), identity (8,), motion (5,))``; the whole set is also available as
+    the tensors :attr:`images`, :attr:`identity`, :attr:`motion`. Deterministic from ``seed``.
+    ``uint8=True`` stores the images as bytes (4× less memory for large sets; items are still
+    float in [0, 1]). ``device`` renders there (e.g. a GPU, much faster for large sets); the
+    stored tensors always live on the CPU, ready for a ``DataLoader``.
+    """
+
+    def __init__(self, n: int, size: int = 64, seed: int = 0, uint8: bool = False, device=None):
+        if n < 1:
+            raise ValueError(f"n must be a positive number of faces, got {n}.")
+        g = _generator(seed)
+        self.identity = sample_identity(n, g)  # (n, 8); sampled on the CPU so data do not depend on the device
+        self.motion = sample_motion(n, g)  # (n, 5)
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        chunks = []
+        for i in range(0, n, 4096):
+            img = render_faces(self.identity[i : i + 4096].to(dev), self.motion[i : i + 4096].to(dev), size)
+            chunks.append(((img * 255).round().to(torch.uint8) if uint8 else img).cpu())
+        self.images = torch.cat(chunks)  # (n, 3, H, W), float in [0, 1] or bytes
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def image(self, i) -> torch.Tensor:
+        """Image(s) ``i`` as float in [0, 1]."""
+        x = self.images[i]
+        return x.float() / 255 if x.dtype == torch.uint8 else x
+
+    def __getitem__(self, i: int):
+        return self.image(i), self.identity[i], self.motion[i]
+
+
+class FaceClips(NamedTuple):
+    """Clips from :func:`face_clips`: ``video`` (N, T, 3, H, W), ``identity`` (N, 8), ``motion`` (N, T, 5)."""
+
+    video: torch.Tensor
+    identity: torch.Tensor
+    motion: torch.Tensor
+
+
+def face_clips(n: int, frames: int = 16, size: int = 64, seed: int = 0) -> FaceClips:
+    """``n`` moving, talking faces: each clip keeps one identity and animates the motion.
+
+    Yaw, pitch and smile follow slow sinusoids (0.4-1.2 cycles per clip, random phase and
+    amplitude), the mouth opens and closes faster (talking, 1-3 cycles), and the eyes blink once or
+    twice (a 2-3 frame pulse). Deterministic from ``seed``.
+    """
+    if n < 1 or frames < 2:
+        raise ValueError(f"need n >= 1 clips of frames >= 2; got n={n}, frames={frames}.")
+    g = _generator(seed)
+    identity = sample_identity(n, g)  # (n, 8)
+    t = torch.linspace(0, 1, frames).unsqueeze(0)  # (1, T)
+
+    def wave(lo_cycles, hi_cycles, amp_lo, amp_hi):
+        f = lo_cycles + (hi_cycles - lo_cycles) * torch.rand(n, 1, generator=g)
+        ph = 2 * math.pi * torch.rand(n, 1, generator=g)
+        amp = amp_lo + (amp_hi - amp_lo) * torch.rand(n, 1, generator=g)
+        return amp * torch.sin(2 * math.pi * f * t + ph)  # (n, T)
+
+    yaw = wave(0.4, 1.2, 0.6, 1.0)
+    pitch = wave(0.4, 1.2, 0.5, 1.0)
+    smile = wave(0.3, 1.0, 0.5, 1.0)
+    mouth = (0.5 + wave(1.0, 3.0, 0.3, 0.5)).clamp(0, 1)
+    blink = torch.zeros(n, frames)
+    for k in range(2):
+        centre = torch.rand(n, 1, generator=g) * frames
+        on = (torch.rand(n, 1, generator=g) < (1.0 if k == 0 else 0.5)).float()
+        tt = torch.arange(frames).unsqueeze(0).float()
+        blink = torch.maximum(blink, on * torch.exp(-0.5 * ((tt - centre) / 0.8) ** 2))
+    motion = torch.stack([yaw, pitch, mouth, blink, smile], dim=2)  # (n, T, 5)
+    flat_id = identity.unsqueeze(1).expand(n, frames, -1).reshape(n * frames, -1)
+    video = render_faces(flat_id, motion.reshape(n * frames, -1), size).reshape(n, frames, 3, size, size)
+    return FaceClips(video, identity, motion)
+
+
+# ----------------------------------------------------------------------------------------------
+# reading the parameters back: the yardstick for generated faces
+# ----------------------------------------------------------------------------------------------
+def random_blur(x: torch.Tensor, max_sigma: float = 1.2, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Blur each image (B, C, H, W) with a Gaussian of random sigma in [0, max_sigma] pixels.
+
+    Used as augmentation so that a regressor trained on crisp renders also reads the softer
+    images a VAE decodes.
+    """
+    B, C, H, W = x.shape
+    sigma = torch.rand(B, generator=generator).to(x.device) * max_sigma + 1e-3  # (B,)
+    r = 3
+    k = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)  # (K,)
+    w = torch.exp(-0.5 * (k[None] / sigma[:, None].to(x.dtype)) ** 2)
+    w = w / w.sum(1, keepdim=True)  # (B, K)
+    xp = F.pad(x.reshape(1, B * C, H, W), (r, r, r, r), mode="replicate")
+    wk = w.repeat_interleave(C, 0)  # (B*C, K)
+    out = F.conv2d(xp, wk[:, None, None, :], groups=B * C)  # horizontal pass
+    out = F.conv2d(out, wk[:, None, :, None], groups=B * C)  # vertical pass
+    return out.reshape(B, C, H, W)
+
+
+@dataclass
+class FaceRegressorConfig:
+    """Size of :class:`FaceParamRegressor`."""
+
+    image_size: int = 64  # input images are (3, image_size, image_size)
+    width: int = 32  # channels of the first conv; doubled at each of the 3 stride-2 convs
+    hidden: int = 128  # the penultimate (feature) layer
+
+
+class FaceParamRegressor(nn.Module):
+    """A small CNN that reads identity (8) and motion (5) parameters, all in [0, 1], from a face.
+
+    Three stride-2 convs, a hidden layer (:meth:`features`, also usable as a face-feature space)
+    and a linear head. ``forward`` returns ``(identity_u, motion_u)``; convert motion back with
+    :func:`unit_to_motion`.
+    """
+
+    def __init__(self, config: FaceRegressorConfig | None = None):
+        super().__init__()
+        self.config = c = config or FaceRegressorConfig()
+        w = c.width
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, w, 4, 2, 1), nn.GELU(),
+            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.GELU(),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.GELU(),
+        )
+        s = c.image_size // 8
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * s * s, c.hidden), nn.GELU())
+        self.head = nn.Linear(c.hidden, len(IDENTITY_NAMES) + len(MOTION_NAMES))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (B, hidden) of images (B, 3, H, W) in [0, 1]."""
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] != self.config.image_size:
+            raise ValueError(
+                f"expected images (B, 3, {self.config.image_size}, {self.config.image_size}); got {tuple(x.shape)}"
+            )
+        return self.fc(self.convs(x * 2 - 1))
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        out = self.head(self.features(x))  # (B, 13)
+        n = len(IDENTITY_NAMES)
+        return out[:, :n], out[:, n:]
+
+    @torch.no_grad()
+    def read(self, images: torch.Tensor, batch_size: int = 512) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Read parameters from any number of images (N, 3, H, W) (or (N, T, 3, H, W)).
+
+        Returns ``(identity (.., 8) in [0, 1], motion (.., 5) in MOTION_RANGES)`` on the images'
+        device, computed in batches on the model's device in eval mode.
+        """
+        lead = images.shape[:-3]
+        flat = images.reshape(-1, *images.shape[-3:])
+        dev = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        ids, mots = [], []
+        for i in range(0, flat.shape[0], batch_size):
+            pi, pm = self(flat[i : i + batch_size].to(dev).float())
+            ids.append(pi.float().to(images.device))
+            mots.append(unit_to_motion(pm.float()).to(images.device))
+        self.train(was_training)
+        return torch.cat(ids).reshape(*lead, -1), torch.cat(mots).reshape(*lead, -1)
+
+
+def train_face_regressor(
+    size: int = 64,
+    steps: int = 1500,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    device: Union[str, torch.device, None] = "auto",
+    config: FaceRegressorConfig | None = None,
+    amp: str | None = None,
+    progress: bool = True,
+) -> FaceParamRegressor:
+    """Train a :class:`FaceParamRegressor` on freshly rendered random faces, through the engine.
+
+    Each step renders a new batch (so it never overfits), blurs it randomly (:func:`random_blur`)
+    and adds a little noise; the loss is the MSE on all 13 parameters in [0, 1]. Returns the model
+    in eval mode.
+    """
+    from ..engine import Trainer
+
+    cfg = config or FaceRegressorConfig(image_size=size)
+    torch.manual_seed(seed)
+    model = FaceParamRegressor(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
+    g = _generator(seed + 7919)
+
+    def data(step: int):
+        ident, mot = sample_identity(batch_size, g), sample_motion(batch_size, g)
+        x = random_blur(render_faces(ident, mot, size), generator=g)
+        x = (x + 0.02 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+        return x, ident, motion_to_unit(mot)
+
+    def step_fn(t, batch):
+        x, ident, mot_u = batch
+        with t.autocast():
+            pi, pm = t.models["model"](x)
+        loss = F.mse_loss(pi.float(), ident) + F.mse_loss(pm.float(), mot_u)
+        t.optimize(loss, "model")
+        return {"loss": loss.detach()}
+
+    trainer = Trainer({"model": model}, {"model": opt}, step_fn, schedulers={"model": sched}, device=device,
+                      amp=amp, progress=progress, desc="face regressor")
+    trainer.fit(data, steps)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# real faces prepared by data_scripts/
+# ----------------------------------------------------------------------------------------------
+class RealFaces(Dataset):
+    """Face crops prepared by ``data_scripts/imdb_wiki.py`` (IMDB-WIKI, Rothe et al. 2018).
+
+    Items are ``(image (3, size, size), 0)`` in [0, 1] (the dummy label keeps batches shaped like
+    :class:`SyntheticFaces`'s first element). Raises ``FileNotFoundError`` naming the script when
+    the folder is missing or unfinished.
+    """
+
+    def __init__(self, root, size: int = 64, transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        from .folders import ImageFolderDataset
+
+        self.images = ImageFolderDataset(root, size=size, channels=3, script="imdb_wiki.py", transform=transform)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], 0
+
+
+class FaceVideos(Dataset):
+    """Face clips prepared by ``data_scripts/voxceleb.py`` (VoxCeleb, Nagrani et al. 2017).
+
+    Items are clips ``(clip_len, 3, size, size)`` in [0, 1] (driving videos for latent-difference
+    video).
+    """
+
+    def __init__(self, root, clip_len: int = 16, size: int = 64, stride: int | None = None):
+        from .folders import FrameFolderDataset
+
+        self.clips = FrameFolderDataset(root, clip_len=clip_len, stride=stride, size=size, channels=3,
+                                        script="voxceleb.py")
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.clips[i]

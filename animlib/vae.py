@@ -1,0 +1,380 @@
+"""Convolutional variational autoencoder and video by latent differences.
+
+Kingma & Welling (2014) train an encoder q(z|x) = N(μ(x), diag σ²(x)) and a decoder p(x|z) by
+maximising the evidence lower bound (ELBO)
+
+    log p(x) >= E_{q(z|x)}[log p(x|z)] - KL(q(z|x) || N(0, I)),                          (1)
+
+with samples drawn by the *reparameterisation* z = μ + σ ⊙ ε, ε ~ N(0, I) (2), so that gradients
+reach μ and σ. For a diagonal Gaussian against N(0, I) the KL term has the closed form
+
+    KL = -1/2 Σ_j (1 + log σ_j² - μ_j² - σ_j²).                                             (3)
+
+Higgins et al. (2017) weight the KL by β; a small β (or a warm-up from 0) keeps small details.
+
+Vysotsky & Demichev (2024, the source of chapters 5-6) train such a VAE on 3×64×64 faces with a
+200-dimensional latent, binary cross-entropy reconstruction, Adam and a ``DataLoader``, and make
+video by *latent arithmetic*: encode a photo, then add the latent differences between consecutive
+frames of a driving video,
+
+    z_0 = enc(photo),   z_t = z_{t-1} + (enc(d_t) - enc(d_{t-1})),                          (4)
+
+and decode every z_t: the photo's person moves like the driver.
+
+**Layer count.** The source says the encoder and decoder "consist of 7 conv and 3 linear layers";
+its figure is missing, so whether that is per network or in total is ambiguous. We read it as *in
+total*, the common layout of a convolutional VAE: the encoder has 4 stride-2 convolutions and two
+linear heads (μ and log σ²), the decoder one linear layer and 3 stride-2 transposed convolutions —
+7 convolutional and 3 linear layers. (The discriminator the source adds for the VAE-GAN, "4 conv and
+3 linear", is a single network of the same size, which supports this reading.) ``tests/test_vae.py``
+checks the count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ConvVAEConfig",
+    "ConvVAE",
+    "reparameterize",
+    "kl_divergence",
+    "kl_monte_carlo",
+    "reconstruction_bce",
+    "elbo_loss",
+    "beta_at",
+    "make_vae_step",
+    "train_vae",
+    "encode_mean",
+    "decode",
+    "reconstruct",
+    "interpolate",
+    "latent_difference_video",
+    "score_function_grad",
+    "reparam_grad",
+    "layer_counts",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers: the maths of the ELBO
+# ----------------------------------------------------------------------------------------------
+def _check_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> None:
+    if mu.shape != logvar.shape:
+        raise ValueError(f"mu and logvar must have the same shape; got {tuple(mu.shape)} and {tuple(logvar.shape)}.")
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample z = μ + σ ⊙ ε with ε ~ N(0, I) and σ = exp(log σ² / 2)  (eq. 2).
+
+    The randomness sits in ε, which does not depend on the parameters, so ``z`` is a
+    differentiable function of ``mu`` and ``logvar``.
+    """
+    _check_gaussian(mu, logvar)
+    if generator is None:
+        eps = torch.randn_like(mu)
+    else:
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, diag σ²) || N(0, I)) per sample, summed over the last (latent) dim  (eq. 3).
+
+    ``mu``, ``logvar``: (..., D) -> (...,).
+    """
+    _check_gaussian(mu, logvar)
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
+
+
+def kl_monte_carlo(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 1000,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Monte Carlo estimate of the same KL: the mean over z ~ q of log q(z) - log p(z) -> (...,)."""
+    _check_gaussian(mu, logvar)
+    z = reparameterize(mu.unsqueeze(0).expand(n_samples, *mu.shape), logvar.unsqueeze(0).expand(n_samples, *mu.shape),
+                       generator)  # (S, ..., D)
+    log_q = -0.5 * (((z - mu) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+    log_p = -0.5 * (z**2 + math.log(2 * math.pi)).sum(-1)
+    return (log_q - log_p).mean(0)
+
+
+def reconstruction_bce(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the decoder's logits against images in [0, 1], summed per image -> (B,).
+
+    This is -log p(x|z) for a Bernoulli decoder (the source's ``BCELoss``, computed from logits for
+    numerical stability). Summing over pixels (not averaging) keeps the balance with the KL that
+    eq. (1) prescribes.
+    """
+    if logits.shape != x.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and images {tuple(x.shape)} must have the same shape.")
+    return F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none").flatten(1).sum(1)
+
+
+def elbo_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+              beta: float = 1.0) -> Dict[str, torch.Tensor]:
+    """The (β-weighted) negative ELBO, averaged over the batch: mean(BCE + β·KL)  (eqs. 1, 3).
+
+    Returns ``{"loss", "bce", "kl"}`` (scalars; ``bce`` and ``kl`` are per-image means).
+    """
+    bce = reconstruction_bce(logits, x).mean()
+    kl = kl_divergence(mu.float(), logvar.float()).mean()
+    return {"loss": bce + beta * kl, "bce": bce, "kl": kl}
+
+
+def beta_at(step: int, beta: float = 1.0, warmup_steps: int = 0) -> float:
+    """KL weight at ``step``: a linear warm-up from 0 to ``beta`` over ``warmup_steps``, then ``beta``."""
+    if warmup_steps <= 0:
+        return float(beta)
+    return float(beta) * min(1.0, step / warmup_steps)
+
+
+# ----------------------------------------------------------------------------------------------
+# blocks and model
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class ConvVAEConfig:
+    """Sizes of :class:`ConvVAE` (defaults: the source's setting)."""
+
+    image_size: int = 64  # input and output are (channels, image_size, image_size); a multiple of 16
+    channels: int = 3  # RGB
+    latent_dim: int = 200  # the source's 200-dimensional feature space
+    width: int = 32  # encoder channels: width, 2·width, 4·width, 8·width (4 stride-2 convs)
+    dec_width: int = 32  # decoder channels: 4·dec_width -> 2·dec_width -> dec_width -> channels
+    slope: float = 0.2  # LeakyReLU negative slope
+
+
+class Encoder(nn.Module):
+    """4 stride-2 convs (image_size -> image_size/16), then two linear heads: μ and log σ²."""
+
+    def __init__(self, c: ConvVAEConfig):
+        super().__init__()
+        w = c.width
+        chans = [c.channels, w, 2 * w, 4 * w, 8 * w]
+        layers = []
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(c.slope)]
+        self.convs = nn.Sequential(*layers)
+        flat = 8 * w * (c.image_size // 16) ** 2
+        self.fc_mu = nn.Linear(flat, c.latent_dim)
+        self.fc_logvar = nn.Linear(flat, c.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        h = self.convs(x * 2 - 1).flatten(1)  # (B, 8w·(S/16)²); inputs centred to [-1, 1]
+        return self.fc_mu(h), self.fc_logvar(h)  # (B, D), (B, D)
+
+
+class Decoder(nn.Module):
+    """One linear layer to a (4·dec_width, S/8, S/8) map, then 3 stride-2 transposed convs -> logits."""
+
+    def __init__(self, c: ConvVAEConfig):
+        super().__init__()
+        w, self.s0 = c.dec_width, c.image_size // 8
+        self.c0 = 4 * w
+        self.fc = nn.Linear(c.latent_dim, self.c0 * self.s0 * self.s0)
+        self.deconvs = nn.Sequential(
+            nn.LeakyReLU(c.slope),
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.LeakyReLU(c.slope),
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.LeakyReLU(c.slope),
+            nn.ConvTranspose2d(w, c.channels, 4, 2, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(-1, self.c0, self.s0, self.s0)  # (B, 4w, S/8, S/8)
+        return self.deconvs(h)  # (B, C, S, S) logits
+
+
+class ConvVAE(nn.Module):
+    """The source's convolutional VAE: 7 conv + 3 linear layers in total (see the module docstring).
+
+    ``forward(x)`` returns ``(logits, mu, logvar, z)``; images are ``sigmoid(logits)``. With
+    ``sample=False`` the decoder sees μ itself (a plain autoencoder pass).
+    """
+
+    def __init__(self, config: ConvVAEConfig | None = None):
+        super().__init__()
+        self.config = c = config or ConvVAEConfig()
+        if c.image_size % 16 or c.image_size < 16:
+            raise ValueError(f"image_size must be a multiple of 16 (4 stride-2 convs), got {c.image_size}.")
+        self.encoder = Encoder(c)
+        self.decoder = Decoder(c)
+
+    def _check(self, x: torch.Tensor) -> None:
+        c = self.config
+        if x.ndim != 4 or x.shape[1] != c.channels or x.shape[2] != c.image_size or x.shape[3] != c.image_size:
+            raise ValueError(
+                f"ConvVAE expects images (B, {c.channels}, {c.image_size}, {c.image_size}) in [0, 1]; got "
+                f"{tuple(x.shape)}. Resize the images or build the model with ConvVAEConfig(image_size=...)."
+            )
+
+    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x): ``(mu, logvar)``, each (B, latent_dim)."""
+        self._check(x)
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder logits (B, C, S, S); apply ``torch.sigmoid`` for images."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, sample: bool = True):
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar) if sample else mu  # (B, D)
+        return self.decode(z), mu, logvar, z
+
+
+def layer_counts(model: nn.Module) -> Dict[str, int]:
+    """Numbers of convolutional (incl. transposed) and linear layers in ``model``."""
+    conv = sum(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
+    lin = sum(isinstance(m, nn.Linear) for m in model.modules())
+    return {"conv": conv, "linear": lin}
+
+
+# ----------------------------------------------------------------------------------------------
+# training through the engine
+# ----------------------------------------------------------------------------------------------
+def _images(batch) -> torch.Tensor:
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError("a VAE batch must be images (B, C, H, W) or a tuple/list whose first element is.")
+    return x
+
+
+def make_vae_step(beta: float = 1.0, warmup_steps: int = 0, name: str = "vae", sample: bool = True):
+    """A step function for :class:`animlib.engine.Trainer`: one Adam step on BCE + β(step)·KL.
+
+    Batches may be images or tuples whose first element is the images (as :class:`SyntheticFaces`
+    yields). Logs ``loss``, ``bce``, ``kl`` and the current ``beta``. ``sample=False`` with
+    ``beta=0`` trains the same network as a plain (deterministic) autoencoder.
+    """
+
+    def step(t, batch):
+        x = _images(batch)
+        b = beta_at(t.step, beta, warmup_steps)
+        with t.autocast():
+            logits, mu, logvar, _ = t.models[name](x, sample=sample)
+        parts = elbo_loss(logits.float(), x, mu.float(), logvar.float(), b)
+        t.optimize(parts["loss"], name)
+        return {"loss": parts["loss"].detach(), "bce": parts["bce"].detach(), "kl": parts["kl"].detach(), "beta": b}
+
+    return step
+
+
+def train_vae(vae: ConvVAE, data: Union[Iterable, Callable], steps: int, *, lr: float = 1e-3, beta: float = 1.0,
+              warmup_steps: int = 0, sample: bool = True, device: Union[str, torch.device, None] = "auto",
+              amp: str | None = None, progress: bool = True, desc: str = "VAE", **trainer_kwargs):
+    """Train ``vae`` with Adam on the β-ELBO through the engine; returns the :class:`Trainer`.
+
+    ``data`` is a ``DataLoader`` (re-iterated each epoch) or a callable ``data(step)``. Extra keyword
+    arguments go to the Trainer (checkpoints, grad clipping, ...).
+    """
+    from .engine import Trainer
+
+    opt = torch.optim.Adam(vae.parameters(), lr=lr)
+    trainer = Trainer({"vae": vae}, {"vae": opt}, make_vae_step(beta, warmup_steps, sample=sample), device=device,
+                      amp=amp, progress=progress, desc=desc, **trainer_kwargs)
+    trainer.fit(data, steps)
+    vae.eval()
+    return trainer
+
+
+# ----------------------------------------------------------------------------------------------
+# using a trained VAE
+# ----------------------------------------------------------------------------------------------
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def encode_mean(vae: ConvVAE, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """μ(x) for images (N, C, H, W), in batches, on the model's device -> (N, D) on x's device."""
+    dev = _device_of(vae)
+    out = [vae.encode(x[i : i + batch_size].to(dev))[0].float() for i in range(0, x.shape[0], batch_size)]
+    return torch.cat(out).to(x.device)
+
+
+@torch.no_grad()
+def decode(vae: ConvVAE, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Images sigmoid(dec(z)) for latents (N, D) -> (N, C, H, W) in [0, 1]."""
+    dev = _device_of(vae)
+    out = [torch.sigmoid(vae.decode(z[i : i + batch_size].to(dev)).float()) for i in range(0, z.shape[0], batch_size)]
+    return torch.cat(out).to(z.device)
+
+
+@torch.no_grad()
+def reconstruct(vae: ConvVAE, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """dec(μ(x)): the deterministic reconstruction of images (N, C, H, W)."""
+    return decode(vae, encode_mean(vae, x, batch_size), batch_size)
+
+
+@torch.no_grad()
+def interpolate(vae: ConvVAE, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 8) -> torch.Tensor:
+    """Decode the straight line between μ(x_a) and μ(x_b) (single images (C, H, W)) -> (steps, C, H, W)."""
+    z = encode_mean(vae, torch.stack([x_a, x_b]))  # (2, D)
+    w = torch.linspace(0, 1, steps, device=z.device).unsqueeze(1)  # (steps, 1)
+    return decode(vae, (1 - w) * z[0] + w * z[1])
+
+
+@torch.no_grad()
+def latent_difference_video(vae: ConvVAE, photo: torch.Tensor, driving_frames: torch.Tensor,
+                            return_latents: bool = False):
+    """Make the person in ``photo`` move like the driver: eq. (4), decoded frame by frame.
+
+    Args:
+        photo: (C, H, W), or a batch (B, C, H, W) of photos.
+        driving_frames: (T, C, H, W), or (B, T, C, H, W) with one driving clip per photo.
+        return_latents: also return the latent path z_0..z_{T-1}.
+
+    Returns:
+        Frames (T, C, H, W) (or (B, T, C, H, W)) in [0, 1]; frame 0 is the photo's reconstruction.
+        Encodings use the posterior mean μ (no sampling), so the video is deterministic.
+    """
+    single = photo.ndim == 3
+    if single:
+        photo, driving_frames = photo.unsqueeze(0), driving_frames.unsqueeze(0)
+    if photo.ndim != 4 or driving_frames.ndim != 5 or driving_frames.shape[0] != photo.shape[0]:
+        raise ValueError(
+            "expected photo (C, H, W) with driving_frames (T, C, H, W), or photo (B, C, H, W) with driving_frames "
+            f"(B, T, C, H, W); got {tuple(photo.shape)} and {tuple(driving_frames.shape)}."
+        )
+    B, T = driving_frames.shape[:2]
+    z_photo = encode_mean(vae, photo)  # (B, D)
+    z_drive = encode_mean(vae, driving_frames.flatten(0, 1)).view(B, T, -1)  # (B, T, D)
+    steps = z_drive[:, 1:] - z_drive[:, :-1]  # (B, T-1, D): enc(d_t) - enc(d_{t-1})
+    z = torch.cat([z_photo.unsqueeze(1), z_photo.unsqueeze(1) + steps.cumsum(1)], dim=1)  # (B, T, D)
+    frames = decode(vae, z.flatten(0, 1)).view(B, T, *photo.shape[1:])  # (B, T, C, H, W)
+    if single:
+        frames, z = frames[0], z[0]
+    return (frames, z) if return_latents else frames
+
+
+# ----------------------------------------------------------------------------------------------
+# why reparameterise: two gradient estimators of d/dμ E_{z ~ N(μ, σ²)}[f(z)]
+# ----------------------------------------------------------------------------------------------
+def score_function_grad(f: Callable[[torch.Tensor], torch.Tensor], mu: torch.Tensor, logvar: torch.Tensor,
+                        n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-sample score-function (REINFORCE) estimates of ∇_μ E[f(z)]: f(z)·(z - μ)/σ²  -> (S, D).
+
+    ``f`` maps latents (S, D) to values (S,); it is only evaluated, never differentiated.
+    """
+    _check_gaussian(mu, logvar)
+    with torch.no_grad():
+        z = reparameterize(mu.expand(n_samples, -1), logvar.expand(n_samples, -1), generator)  # (S, D)
+        return f(z).unsqueeze(1) * (z - mu) / logvar.exp()  # ∇_μ log N(z; μ, σ²) = (z - μ)/σ²
+
+
+def reparam_grad(f: Callable[[torch.Tensor], torch.Tensor], mu: torch.Tensor, logvar: torch.Tensor,
+                 n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-sample reparameterised estimates of ∇_μ E[f(z)]: ∇_μ f(μ + σ ε)  -> (S, D).
+
+    Each of the S rows is the gradient for one ε (f must treat the rows independently).
+    """
+    _check_gaussian(mu, logvar)
+    m = mu.detach().expand(n_samples, -1).clone().requires_grad_(True)  # one copy of μ per sample
+    z = reparameterize(m, logvar.detach().expand(n_samples, -1), generator)
+    (grad,) = torch.autograd.grad(f(z).sum(), m)
+    return grad.detach()
