@@ -1002,7 +1002,7 @@ def stylize(
         x0 = torch.rand(content.shape, generator=g).to(dev)
     else:
         raise ValueError(f"init must be 'content', 'noise' or an image tensor, got {init!r}")
-    x = x0.detach().clone().clamp_(0, 1).requires_grad_(True)  # the pixels: a leaf tensor
+    x = x0.detach().clone().contiguous().clamp_(0, 1).requires_grad_(True)  # the pixels: a leaf tensor
 
     def losses(img: Tensor) -> Dict[str, Tensor]:
         with autocast():
