@@ -11,24 +11,12 @@ from typing import Any, Callable
 
 import torch
 
+from animlib.exercises._common import call_learner as _call
+from animlib.exercises._common import verdict as _verdict
+
 __all__ = ["check_gram", "check_depth_to_alpha", "check_window_mean"]
 
 
-def _call(fn: Callable | None, *args: Any) -> tuple[bool, Any]:
-    """Run the learner's function; (False, None) with a message if it is missing or raises."""
-    if fn is None:
-        print("Not solved yet: define the function and pass it to the check.")
-        return False, None
-    try:
-        return True, fn(*args)
-    except Exception as e:  # the learner's code: explain, never crash the notebook
-        print(f"Your function raised {type(e).__name__}: {e}")
-        return False, None
-
-
-def _verdict(ok: bool, good: str, bad: str) -> bool:
-    print(good if ok else bad)
-    return ok
 
 
 def _shape_ok(out: Any, shape: tuple, hint: str) -> bool:

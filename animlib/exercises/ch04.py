@@ -7,24 +7,16 @@ None) prints a hint and returns False; a function that raises is reported, never
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
+
+from animlib.exercises._common import call_learner as _call
 
 from ..depth import ordinal_accuracy, relative_depth_loss
 
 __all__ = ["check_relative_loss", "check_pair_rule", "check_ordinal_accuracy"]
 
-
-def _call(fn: Optional[Callable], *args: Any) -> tuple:
-    if fn is None:
-        print("Not solved yet: define the function and pass it to the check.")
-        return False, None
-    try:
-        return True, fn(*args)
-    except Exception as e:  # the learner's code: explain, never crash the notebook
-        print(f"Your function raised {type(e).__name__}: {e}")
-        return False, None
 
 
 def _pairs(seed: int = 0, n: int = 64):
