@@ -11,11 +11,13 @@ tar xzf jupyter-widgets-html-manager-1.0.6.tgz package/dist
 mkdir rq mj && tar xzf requirejs-2.3.7.tgz -C rq package/require.js && tar xzf mathjax-3.2.2.tgz -C mj package/es5
 cd "$here"
 cp "$tmp/package/dist/embed-amd.js" "$tmp/rq/package/require.js" "$dest/"
-# The widget manager loads its icon fonts relative to the page: chapter pages live in chapters/.
-fonts="$dest/chapters/@jupyter-widgets/html-manager/dist"
-mkdir -p "$fonts"
-for f in "$tmp"/package/dist/*.woff "$tmp"/package/dist/*.woff2 "$tmp"/package/dist/*.ttf "$tmp"/package/dist/*.eot "$tmp"/package/dist/*.svg; do
-  [ -e "$f" ] && cp "$f" "$fonts/"
+# The widget manager loads its icon fonts relative to the page (chapter pages live in chapters/),
+# from @jupyter-widgets/html-manager/dist/ or @jupyter-widgets/ depending on how it was loaded.
+for fonts in "$dest/chapters/@jupyter-widgets/html-manager/dist" "$dest/chapters/@jupyter-widgets"; do
+  mkdir -p "$fonts"
+  for f in "$tmp"/package/dist/*.woff "$tmp"/package/dist/*.woff2 "$tmp"/package/dist/*.ttf "$tmp"/package/dist/*.eot "$tmp"/package/dist/*.svg; do
+    [ -e "$f" ] && cp "$f" "$fonts/"
+  done
 done
 rm -rf "$dest/es5" && cp -r "$tmp/mj/package/es5" "$dest/es5"
 rm -rf "$tmp"
