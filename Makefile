@@ -30,7 +30,8 @@ $(VENV)/.stamp: env/requirements-book.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-_build/offline_js/.stamp:
+_build/offline_js/.stamp: tools/fetch_offline_js.sh
+	rm -rf _build/offline_js
 	bash tools/fetch_offline_js.sh _build/offline_js
 	touch $@
 
