@@ -230,13 +230,9 @@ class VAEGANDiscriminator(nn.Module):
         self.config = c = config or VAEGANDiscriminatorConfig()
         if c.image_size % 16 or c.image_size < 16:
             raise ValueError(f"image_size must be a multiple of 16 (4 stride-2 convs), got {c.image_size}.")
-        w = c.width
-        chans = [c.channels, w, 2 * w, 4 * w, 8 * w]
-        layers = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
-            layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(c.slope)]
-        self.convs = nn.Sequential(*layers)
-        flat = 8 * w * (c.image_size // 16) ** 2
+        from .vae import strided_conv_stack
+
+        self.convs, flat = strided_conv_stack(c.channels, c.width, c.image_size, c.slope)
         self.fcs = nn.Sequential(
             nn.Flatten(), nn.Linear(flat, c.hidden), nn.LeakyReLU(c.slope),
             nn.Linear(c.hidden, c.hidden // 4), nn.LeakyReLU(c.slope),

@@ -242,7 +242,21 @@ def _normalize(x: Tensor, mean: Tensor, std: Tensor, who: str) -> Tensor:
     return (x - mean.to(x.dtype)) / std.to(x.dtype)
 
 
-class FeatureExtractor(nn.Module):
+class _FrozenImageNetNet(nn.Module):
+    """Shared by the feature networks: ImageNet mean/std buffers, no gradients, always in eval mode."""
+
+    def _freeze_with_imagenet_normalisation(self) -> None:
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> _FrozenImageNetNet:
+        """Stay in evaluation mode: frozen batch-norm statistics, even inside a ``Trainer``."""
+        return super().train(False)
+
+
+class FeatureExtractor(_FrozenImageNetNet):
     """A frozen VGG that returns named post-ReLU feature maps of images in [0, 1].
 
     Parameters
@@ -367,14 +381,7 @@ class FeatureExtractor(nn.Module):
         self.features = net[: last + 1]  # truncated after the deepest layer needed
         self.layers = layers
         self.pool = pool
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> FeatureExtractor:
-        """Stay in evaluation mode: frozen batch-norm statistics, even inside a ``Trainer``."""
-        return super().train(False)
+        self._freeze_with_imagenet_normalisation()
 
     def forward(self, x: Tensor, layers: Sequence[str] | None = None) -> Dict[str, Tensor]:
         """``{layer name: (B, C_l, H_l, W_l)}`` for images ``x`` of shape ``(B, 3, H, W)`` in [0, 1].
@@ -402,7 +409,7 @@ class FeatureExtractor(nn.Module):
         return f"source={self.source!r}, layers={self.layers}"
 
 
-class MobileNetV2Features(nn.Module):
+class MobileNetV2Features(_FrozenImageNetNet):
     """Frozen torchvision MobileNetV2 (ImageNet) returning named block outputs, for *measuring* style.
 
     Layer names are ``block_<i>`` for ``mobilenet_v2().features[i]``; the default
@@ -444,14 +451,7 @@ class MobileNetV2Features(nn.Module):
         self.features = net.features[: max(idx.values()) + 1]
         self.layer_index = idx
         self.layers = tuple(layers)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> MobileNetV2Features:
-        """Stay in evaluation mode (frozen batch-norm statistics)."""
-        return super().train(False)
+        self._freeze_with_imagenet_normalisation()
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         """``{block name: (B, C_l, H_l, W_l)}`` for images ``(B, 3, H, W)`` in [0, 1]."""

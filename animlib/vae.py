@@ -149,18 +149,22 @@ class ConvVAEConfig:
     slope: float = 0.2  # LeakyReLU negative slope
 
 
+def strided_conv_stack(channels: int, width: int, image_size: int, slope: float) -> Tuple[nn.Sequential, int]:
+    """Four 4×4 stride-2 convolutions (widths w, 2w, 4w, 8w) with LeakyReLU: the VAE's encoder
+    trunk and the VAE-GAN discriminator's. Returns the stack and its flattened output size."""
+    chans = [channels, width, 2 * width, 4 * width, 8 * width]
+    layers = []
+    for cin, cout in zip(chans[:-1], chans[1:]):
+        layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(slope)]
+    return nn.Sequential(*layers), 8 * width * (image_size // 16) ** 2
+
+
 class Encoder(nn.Module):
     """4 stride-2 convs (image_size -> image_size/16), then two linear heads: μ and log σ²."""
 
     def __init__(self, c: ConvVAEConfig):
         super().__init__()
-        w = c.width
-        chans = [c.channels, w, 2 * w, 4 * w, 8 * w]
-        layers = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
-            layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(c.slope)]
-        self.convs = nn.Sequential(*layers)
-        flat = 8 * w * (c.image_size // 16) ** 2
+        self.convs, flat = strided_conv_stack(c.channels, c.width, c.image_size, c.slope)
         self.fc_mu = nn.Linear(flat, c.latent_dim)
         self.fc_logvar = nn.Linear(flat, c.latent_dim)
 
