@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, offline but for package registries):
 #   make book   build the book: execute every chapter once (profile quick, CPU) and render _build/html
-#   make test   run every test: lint, unit + training smoke + DDP tests, chapter execution,
+#   make test   run every test: lint, unit + training smoke + DDP tests (natively, then again with
+#               ATen/oneDNN capped at AVX2 and at portable kernels), chapter execution,
 #               nbval re-execution of every chapter, book build, headless-browser check
 # Options: make book PROFILE=full DEVICE=cuda DATA_ROOT=/data  (see book/setup.md)
 SHELL := /bin/bash
@@ -19,7 +20,12 @@ THREADS ?= 1
 RUN_ARGS := --profile $(PROFILE) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT),) \
             --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS),)
 
-.PHONY: setup book test lint unit execute validate html browser clean
+# A laptop-class CPU, reproduced on any x86 machine: ATen's AVX2 kernels and oneDNN kept off
+# AVX-512/AMX (so bf16 is emulated there), and ATen's portable kernels without vector extensions.
+AVX2_CPU := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+PLAIN_CPU := ATEN_CPU_CAPABILITY=default
+
+.PHONY: setup book test lint unit unit-cpus execute validate html browser clean
 
 $(VENV)/.stamp: env/requirements-book.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +58,11 @@ lint: setup
 unit: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "not browser" -n $(JOBS) -q -p no:cacheprovider --durations=15
 
+# The unit tests again on the other kernel sets: a result that depends on the CPU fails here first.
+unit-cpus: setup
+	$(AVX2_CPU) OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "not browser" -n $(JOBS) -q -p no:cacheprovider
+	$(PLAIN_CPU) OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "not browser" -n $(JOBS) -q -p no:cacheprovider
+
 validate: setup
 	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(PY) -m pytest --nbval $(EXEC_DIR) \
 	  --nbval-sanitize-with env/nbval_sanitize.cfg -n $(JOBS) --dist loadfile -q -p no:cacheprovider
@@ -60,7 +71,7 @@ browser: setup
 	bash tools/ensure_chromium.sh
 	$(PY) -m pytest tests -m browser -q -p no:cacheprovider
 
-test: lint unit execute validate html browser
+test: lint unit unit-cpus execute validate html browser
 	@echo "All tests passed."
 
 clean:

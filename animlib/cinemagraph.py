@@ -668,7 +668,7 @@ def profile_settings(profile: str) -> Dict[str, object]:
             "batch": 16, "lr": 5e-3, "gen_steps": 300, "adv_weight": 1e-3, "disc_frames": 2,
             "drqn": DRQNSchedule(warmup=120, eps_steps=200, eps_end=0.1, teacher_every=2), "drqn_steps": 420,
             "drqn_seeds": [0],
-            "held_out": 256, "amp": None,
+            "held_out": 256, "amp": "auto",
         }
     return {
         "scene": SceneConfig(size=128, frames=16, num_classes=8, block=8),

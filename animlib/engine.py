@@ -7,7 +7,7 @@ L-BFGS step on the pixels of an image. The trainer supplies everything around it
 
 - device placement of models and batches (``device="auto"``: CUDA, MPS, CPU);
 - mixed precision with ``torch.autocast`` (bf16, or fp16 with a ``GradScaler`` per optimiser on
-  CUDA; bf16 on CPU when asked) through :meth:`Trainer.autocast` and :meth:`Trainer.optimize`;
+  CUDA; bf16 on a CPU that computes it natively, measured, with ``amp="auto"``) through :meth:`Trainer.autocast` and :meth:`Trainer.optimize`;
 - gradient clipping, a ``tqdm.auto`` progress bar with the live loss, a metrics history;
 - NaN/inf detection: training stops with :class:`NonFiniteLossError`, naming the step and the last
   finite loss, and the last good checkpoint on disk is left untouched;
@@ -38,6 +38,7 @@ import math
 import os
 import random
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Union
 
@@ -46,7 +47,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .runtime import get_device
+from .runtime import cpu_bf16_support, get_device
 
 __all__ = [
     "Trainer",
@@ -61,6 +62,7 @@ __all__ = [
     "move_to_device",
     "shard_batch",
     "resolve_amp",
+    "amp_label",
 ]
 
 StepFn = Callable[["Trainer", Any], Mapping[str, Any]]
@@ -90,25 +92,53 @@ class NonFiniteLossError(FloatingPointError):
 # ----------------------------------------------------------------------------- helpers
 
 
+_WARNED_EMULATED_BF16 = False
+
+
 def resolve_amp(amp: Union[str, bool, None], device: torch.device) -> Optional[torch.dtype]:
     """Turn an ``amp`` request into an autocast dtype (or None for full precision).
 
-    ``None``/``False``/``"off"``: fp32. ``"auto"``: bf16 on CUDA if supported else fp16; off on
-    CPU and MPS. ``"bf16"``: bf16 on any device. ``"fp16"``: CUDA or MPS only.
+    ``None``/``False``/``"off"``: fp32. ``"auto"``: on CUDA bf16 where supported, else fp16; on the
+    CPU bf16 only where this CPU computes it natively *and* a timed probe finds it faster
+    (:func:`animlib.runtime.cpu_bf16_support`), else fp32; fp32 on MPS. ``"bf16"``: bf16 on any
+    device; on a CPU without native bf16 it still runs, with a one-time warning that says how much
+    slower it measured. ``"fp16"``: CUDA or MPS only.
     """
+    global _WARNED_EMULATED_BF16
     if amp in (None, False, "off", "fp32", "none"):
         return None
+    device = torch.device(device)
     if amp is True or amp == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu":
+            return torch.bfloat16 if cpu_bf16_support().fast else None
         return None
     if amp in ("bf16", "bfloat16", torch.bfloat16):
+        if device.type == "cpu" and not _WARNED_EMULATED_BF16:
+            info = cpu_bf16_support()
+            if not info.fast:
+                _WARNED_EMULATED_BF16 = True
+                warnings.warn(
+                    f"amp='bf16' on this CPU: {info.reason} (a small convolution took "
+                    f"{info.bf16_seconds * 1e3:.1f} ms in bf16 vs {info.fp32_seconds * 1e3:.1f} ms in fp32). "
+                    "Training will run, but slower; use amp='auto' to let the library choose.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         return torch.bfloat16
     if amp in ("fp16", "float16", "half", torch.float16):
         if device.type == "cpu":
-            raise ValueError("amp='fp16' is not supported on the CPU; use amp='bf16' (fast on recent CPUs) or None.")
+            raise ValueError("amp='fp16' is not supported on the CPU; use amp='auto' (bf16 where this CPU "
+                             "computes it natively, else fp32), 'bf16' or None.")
         return torch.float16
     raise ValueError(f"amp must be None, 'auto', 'bf16' or 'fp16', got {amp!r}")
+
+
+def amp_label(amp: Union[str, bool, None], device: Union[str, torch.device]) -> str:
+    """What ``amp`` resolves to on ``device``, as a name: ``"bf16"``, ``"fp16"`` or ``"fp32"``."""
+    dtype = resolve_amp(amp, torch.device(device))
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:

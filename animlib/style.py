@@ -854,13 +854,16 @@ class StyleResult:
     """What :func:`stylize` returns."""
 
     image: Tensor  # (B, 3, H, W) in [0, 1], on the CPU
-    history: List[Dict[str, float]]  # per step, losses of the image *before* the step's update
+    history: List[Dict[str, float]]  # per step, losses of the image *before* the step's update, and
+    # "evaluations": how many loss+gradient evaluations had been made when they were measured
     initial: Dict[str, float]  # losses of the initial image (weighted terms, unweighted names below)
-    final: Dict[str, float]  # losses of the returned (clamped) image
+    final: Dict[str, float]  # losses of the returned image (the best seen, clamped to [0, 1])
     seconds: float  # wall time of the optimisation
     seconds_per_step: float
     steps: int
     feature_net: str  # extractor.source
+    evaluations: int = 0  # loss+gradient evaluations (L-BFGS line searches take more than one per step)
+    best_step: int = 0  # the step whose image is returned (0: the initial image)
     trainer: Any = field(default=None, repr=False)  # the animlib.engine.Trainer (checkpoints, history)
 
 
@@ -890,7 +893,8 @@ def stylize(
     seed: int = 0,
     checkpoint_dir: Union[str, os.PathLike, None] = None,
     checkpoint_every: int = 0,
-    line_search: bool = False,
+    line_search: bool = True,
+    box_weight: float = 0.1,
     input_pool: int = 1,
 ) -> StyleResult:
     """Gatys style transfer: optimise the pixels ``X`` (the source's Eq. for ``argmin_X``).
@@ -906,15 +910,22 @@ def stylize(
       depth loss ``{"depth": (gamma, lambda x: depth_loss(depth_net(x), target))}``.
 
     ``content`` ``(B, 3, H, W)`` or ``(3, H, W)`` in [0, 1]; ``style`` one image or ``B`` images of
-    any size. ``optimizer="lbfgs"`` (one L-BFGS iteration per step, ``lr`` default 1; strong-Wolfe
-    line search with ``line_search=True``) or ``"adam"`` (``lr`` default 0.02 in pixel units).
-    ``init``: ``"content"``, ``"noise"`` (uniform, seeded by ``seed``) or an image tensor. The pixels
-    are clamped to [0, 1] after every step.
+    any size. ``optimizer="lbfgs"`` (one L-BFGS iteration per step, ``lr`` default 1, with a
+    strong-Wolfe line search unless ``line_search=False``) or ``"adam"`` (``lr`` default 0.02 in
+    pixel units). ``init``: ``"content"``, ``"noise"`` (uniform, seeded by ``seed``) or an image tensor.
+
+    The [0, 1] box: Adam's pixels are clamped after every step (projected gradient descent). L-BFGS
+    must not be clamped (that would move the pixels behind the back of its curvature memory and of
+    its line search, which then oscillate), so its objective adds a smooth penalty on pixels outside
+    the box, ``L0 * mean(dist(X, [0, 1])^2) / box_weight`` with ``L0`` the initial loss (scale-free:
+    an excursion of ``sqrt(box_weight)`` costs about the whole initial loss). The returned image is
+    the best one seen (lowest objective), clamped to [0, 1]; ``final`` holds *its* losses.
 
     ``input_pool=2`` is the source's 512x640 setting: a 2x average pooling in front of the feature
     network (the image is optimised at full resolution; an alpha map is pooled the same way;
-    ``extra_losses`` receive the full-resolution image). ``amp="bf16"`` runs the feature network
-    under bf16 autocast (Gram matrices and losses stay float32). Steps go through
+    ``extra_losses`` receive the full-resolution image). ``amp="auto"`` runs the feature network
+    under bf16 autocast where the device computes bf16 natively (see
+    :func:`animlib.engine.resolve_amp`); Gram matrices and losses stay float32. Steps go through
     :class:`animlib.engine.Trainer` (progress bar, history, NaN stop, checkpoints with the image).
     """
     dev = get_device(device)
@@ -1035,11 +1046,33 @@ def stylize(
             [x],
             lr=1.0 if lr is None else lr,
             max_iter=1,
+            max_eval=1 + 20,  # the default, 1.25 * max_iter = 1, would leave the line search no evaluation
             history_size=50,
             line_search_fn="strong_wolfe" if line_search else None,
         )
     else:
         opt = torch.optim.Adam([x], lr=0.02 if lr is None else lr)
+    if not (isinstance(box_weight, (int, float)) and box_weight > 0):
+        raise ValueError(f"box_weight must be a positive number, got {box_weight!r}")
+
+    with torch.no_grad():
+        initial = {k: float(v) for k, v in losses(x).items()}
+    box_scale = max(initial["loss"], 1e-12) / box_weight
+    best_image = x.detach().clone()
+    best = torch.tensor([initial["loss"], 0.0])  # (lowest objective seen, the step it was seen at)
+    evaluations = torch.zeros(1)
+
+    def objective(terms: Dict[str, Tensor], img: Tensor) -> Tensor:
+        if optimizer != "lbfgs":
+            return terms["loss"]
+        outside = img - img.detach().clamp(0.0, 1.0)  # zero inside the box; gradient only outside
+        return terms["loss"] + box_scale * outside.float().pow(2).mean()
+
+    def remember(value: Tensor, step: int) -> None:
+        # The image just evaluated is a candidate for the best one (L-BFGS probes it in its closure).
+        if float(value) < float(best[0]):
+            best[0], best[1] = float(value), step
+            best_image.copy_(x.detach())
 
     def step_fn(t: Trainer, _batch: Any) -> Dict[str, Tensor]:
         record: Dict[str, Tensor] = {}
@@ -1048,25 +1081,28 @@ def stylize(
             def closure() -> Tensor:
                 opt.zero_grad(set_to_none=True)
                 terms = losses(x)
-                t.check_finite("loss", terms["loss"])
-                terms["loss"].backward()
-                if (
-                    not record
-                ):  # the first evaluation is at the current image; later ones are line-search probes
+                total = objective(terms, x)
+                t.check_finite("loss", total)
+                total.backward()
+                evaluations.add_(1)
+                remember(total.detach(), t.step)
+                if not record:  # the first evaluation is at the current image; later ones are probes
                     record.update({k: v.detach() for k, v in terms.items()})
-                return terms["loss"]
+                    record["evaluations"] = evaluations.clone()  # the count when these losses were measured
+                return total
 
             t.optimizers["image"].step(closure)
         else:
             terms = losses(x)
+            remember(terms["loss"].detach(), t.step)
             t.optimize(terms["loss"], "image")
+            evaluations.add_(1)
             record.update({k: v.detach() for k, v in terms.items()})
-        with torch.no_grad():
-            x.clamp_(0.0, 1.0)
+            record["evaluations"] = evaluations.clone()
+            with torch.no_grad():
+                x.clamp_(0.0, 1.0)
         return record
 
-    with torch.no_grad():
-        initial = {k: float(v) for k, v in losses(x).items()}
     trainer = Trainer(
         {},
         {"image": opt},
@@ -1075,7 +1111,8 @@ def stylize(
         amp=None,
         progress=progress,
         desc=f"stylize ({optimizer})",
-        extra={"image": TensorState(x)},
+        extra={"image": TensorState(x), "best_image": TensorState(best_image), "best": TensorState(best),
+               "evaluations": TensorState(evaluations)},
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
     )
@@ -1085,15 +1122,20 @@ def stylize(
         trainer.fit(lambda step: None, steps)
         seconds = time.perf_counter() - t0
     with torch.no_grad():
-        final = {k: float(v) for k, v in losses(x).items()}
+        last = losses(x)
+        remember(objective(last, x), trainer.step)  # the image after the last update
+        out = best_image.clamp(0.0, 1.0)
+        final = {k: float(v) for k, v in losses(out).items()}
     return StyleResult(
-        image=x.detach().cpu().clone(),
+        image=out.detach().cpu().clone(),
         history=trainer.history,
         initial=initial,
         final=final,
         seconds=seconds,
         seconds_per_step=seconds / max(steps, 1),
         steps=steps,
+        evaluations=int(evaluations.item()),
+        best_step=int(best[1].item()),
         feature_net=extractor.source,
         trainer=trainer,
     )

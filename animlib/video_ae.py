@@ -445,7 +445,7 @@ def profile_settings(profile: str) -> Dict[str, object]:
     if check_profile(profile) == "quick":
         cfg = GRUAEConfig(frames=8, image_size=32, widths=(32, 64, 64), stem_stride=2, z_dim=64, gru_hidden=100,
                           latent_dropout=0.5)
-        return {"cfg": cfg, "batch": 16, "lr": 2e-3, "weight_decay": 1e-5, "amp": "bf16",
+        return {"cfg": cfg, "batch": 16, "lr": 2e-3, "weight_decay": 1e-5, "amp": "auto",
                 "pretrain_steps": 200, "steps": 160, "n_train": 256, "train_frames": 16, "n_val": 64,
                 "n_test": 128, "n_anomaly": 64, "snapshots": 4}
     cfg = GRUAEConfig(frames=16, image_size=64, latent_dropout=0.5)  # the reference network

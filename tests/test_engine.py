@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from animlib import engine
 from animlib.engine import (
     NonFiniteLossError,
     TensorState,
     Trainer,
+    amp_label,
     atomic_torch_save,
     fit,
     load_checkpoint,
@@ -25,7 +28,7 @@ from animlib.engine import (
     supervised_step,
 )
 from animlib.gan import alternating_step
-from animlib.runtime import seed_everything
+from animlib.runtime import CpuBf16Support, cpu_bf16_support, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,7 +160,8 @@ def test_non_atomic_write_would_corrupt(tmp_path):
         torch.load(target, weights_only=True)
 
 
-def test_bf16_autocast_on_cpu_trains():
+def test_auto_precision_on_cpu_trains():
+    # amp="auto" trains in whatever this CPU computes fastest (bf16 only where it is native)
     seed_everything(0)
     x = torch.randn(64, 8)
     y = x @ torch.randn(8, 1)
@@ -172,20 +176,85 @@ def test_bf16_autocast_on_cpu_trains():
         t.optimize(loss)
         return {"loss": loss}
 
-    t = Trainer(net, torch.optim.Adam(net.parameters(), 1e-2), step, amp="bf16", progress=False)
+    t = Trainer(net, torch.optim.Adam(net.parameters(), 1e-2), step, amp="auto", progress=False)
     hist = t.fit(lambda s: (x, y), 150)
-    assert seen[0] == torch.bfloat16
+    assert seen[0] == (torch.bfloat16 if cpu_bf16_support().fast else torch.float32)
     assert hist[-1]["loss"] < 0.2 * hist[0]["loss"]
+    # A forced bf16 runs the forward pass in bf16 (one tiny step: cheap even where bf16 is emulated).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        forced = Trainer(net, torch.optim.Adam(net.parameters(), 1e-2), step, amp="bf16", progress=False)
+    forced.fit(lambda s: (x, y), 1)
+    assert seen[-1] == torch.bfloat16 and forced.amp_dtype == torch.bfloat16
 
 
-def test_amp_resolution():
+def _fake_probe(fast: bool) -> CpuBf16Support:
+    return CpuBf16Support(native=fast, fp32_seconds=0.01, bf16_seconds=0.005 if fast else 0.3,
+                          speedup=2.0 if fast else 1 / 30, fast=fast, threads=1,
+                          reason="fake probe: " + ("native" if fast else "emulated, 30.0x slower"))
+
+
+def test_amp_resolution(monkeypatch):
     cpu = torch.device("cpu")
-    assert resolve_amp(None, cpu) is None and resolve_amp("auto", cpu) is None
-    assert resolve_amp("bf16", cpu) is torch.bfloat16
+    assert resolve_amp(None, cpu) is None and resolve_amp("off", cpu) is None
     with pytest.raises(ValueError, match="bf16"):
         resolve_amp("fp16", cpu)
     with pytest.raises(ValueError):
         resolve_amp("int8", cpu)
+    # "auto" on the CPU follows the measured capability, never a guess
+    monkeypatch.setattr(engine, "cpu_bf16_support", lambda: _fake_probe(True))
+    assert resolve_amp("auto", cpu) is torch.bfloat16 and amp_label("auto", "cpu") == "bf16"
+    monkeypatch.setattr(engine, "cpu_bf16_support", lambda: _fake_probe(False))
+    assert resolve_amp("auto", cpu) is None and amp_label("auto", "cpu") == "fp32"
+    assert resolve_amp("auto", torch.device("meta")) is None  # neither CUDA nor CPU: fp32
+
+
+def test_explicit_bf16_on_an_emulating_cpu_runs_but_warns_once(monkeypatch):
+    monkeypatch.setattr(engine, "cpu_bf16_support", lambda: _fake_probe(False))
+    monkeypatch.setattr(engine, "_WARNED_EMULATED_BF16", False)
+    with pytest.warns(RuntimeWarning, match="30.0x slower"):
+        assert resolve_amp("bf16", torch.device("cpu")) is torch.bfloat16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_amp("bf16", torch.device("cpu")) is torch.bfloat16  # once only
+    monkeypatch.setattr(engine, "cpu_bf16_support", lambda: _fake_probe(True))
+    monkeypatch.setattr(engine, "_WARNED_EMULATED_BF16", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_amp("bf16", torch.device("cpu")) is torch.bfloat16  # native: silent
+
+
+def test_the_probe_measures_and_agrees_with_auto():
+    info = cpu_bf16_support()
+    assert info is cpu_bf16_support()  # cached per process
+    assert info.fp32_seconds > 0 and info.bf16_seconds > 0
+    assert info.speedup == pytest.approx(info.fp32_seconds / info.bf16_seconds)
+    assert info.fast == (info.native and info.speedup >= 1.0)
+    assert (resolve_amp("auto", torch.device("cpu")) is torch.bfloat16) == info.fast
+    assert info.reason and info.as_dict()["threads"] == info.threads
+
+
+def _cpu_flags() -> set:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+@pytest.mark.skipif("avx_ne_convert" in _cpu_flags(), reason="AVX2-class bf16 instructions exist on this CPU")
+def test_auto_refuses_bf16_when_onednn_is_capped_at_avx2():
+    # The cap leaves oneDNN without bf16 instructions (emulated, ~25x slower here): the probe must see it.
+    code = ("from animlib.runtime import cpu_bf16_support as c; from animlib.engine import amp_label; "
+            "i = c(); print(i.fast, amp_label('auto', 'cpu'), round(i.speedup, 3))")
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    fast, label, speedup = out.stdout.split()
+    assert fast == "False" and label == "fp32", out.stdout
+    assert float(speedup) < 1.0
 
 
 def test_grad_clip_bounds_the_update():

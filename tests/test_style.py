@@ -280,10 +280,18 @@ def test_stylize_reduces_style_loss_with_offline_backbone():
             progress=False,
             lr=None if opt == "lbfgs" else 0.05,
         )
-        assert r.final["style"] < 0.5 * r.initial["style"], (opt, r.initial, r.final)
+        # L-BFGS with its line search converges on every CPU kernel set (make test repeats this test
+        # under ATEN_CPU_CAPABILITY=avx2 and default); without one it oscillated and fell only ~1.3x.
+        factor = 10.0 if opt == "lbfgs" else 3.0
+        assert r.final["style"] * factor < r.initial["style"], (opt, r.initial, r.final)
         assert r.image.shape == content.shape and 0 <= r.image.min() and r.image.max() <= 1
         assert len(r.history) == steps and {"loss", "content", "style"} <= set(r.history[-1])
         assert r.feature_net == e.source
+        # the reported losses are those of the returned image
+        again = S.stylize(content, style, extractor=e, content_layers=("conv_2_2",),
+                          style_layers=("conv_1_2", "conv_2_2"), init=r.image, steps=0, progress=False)
+        assert again.initial["style"] == pytest.approx(r.final["style"], rel=1e-5)
+        assert r.evaluations >= steps and 0 < r.best_step <= steps
 
 
 def test_stylize_alpha_map_and_extra_losses(random_extractor):

@@ -170,7 +170,7 @@ def test_latent_difference_video_follows_the_driver_on_faces():
     data = SyntheticFaces(3000, size, seed=0)
     loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True, drop_last=True)
     vae = ConvVAE(ConvVAEConfig(image_size=size, latent_dim=16, width=16, dec_width=16))
-    train_vae(vae, loader, 300, lr=3e-3, beta=0.25, warmup_steps=100, device="cpu", progress=False, amp="bf16")
+    train_vae(vae, loader, 300, lr=3e-3, beta=0.25, warmup_steps=100, device="cpu", progress=False, amp="auto")
     clips = face_clips(8, frames=8, size=size, seed=1)
     photo = render_faces(sample_identity(8, 2), clips.motion[:, 0], size)
     video = latent_difference_video(vae, photo, clips.video)  # (8, T, 3, H, W)

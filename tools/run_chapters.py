@@ -97,7 +97,8 @@ def read_metrics(stem: str, params: dict) -> dict:
 
 
 PROVENANCE = {"chapter", "profile", "device", "seed", "seconds", "git_commit", "python", "torch", "animlib",
-              "pretrained_weights_sha256"}
+              "pretrained_weights_sha256",
+              "cpu_capability", "onednn_max_cpu_isa", "cpu_bf16"}
 
 
 def fmt(v) -> str:
