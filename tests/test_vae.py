@@ -125,12 +125,17 @@ def test_elbo_decreases_on_tiny_data_and_beats_mean_image():
     vae = ConvVAE(TINY)
     tr = train_vae(vae, loader, 120, lr=3e-3, beta=0.5, device="cpu", progress=False)
     losses = [h["loss"] for h in tr.history]
-    assert sum(losses[-10:]) / 10 < 0.93 * sum(losses[:10]) / 10
+    # the BCE of a soft image has a floor (its own entropy): compare what lies above it
+    floor = float(reconstruction_bce(torch.logit(data.images.clamp(1e-4, 1 - 1e-4)), data.images).mean())
+    first, last = sum(losses[:10]) / 10 - floor, sum(losses[-10:]) / 10 - floor
+    assert last < 0.7 * first, (first, last, floor)  # measured about 0.47
     x = data.images[:64]
     with torch.no_grad():
         logits, *_ = vae(x, sample=False)
     mean_img = data.images.mean(0, keepdim=True).expand_as(x).clamp(1e-4, 1 - 1e-4)
-    assert reconstruction_bce(logits, x).mean() < reconstruction_bce(torch.logit(mean_img), x).mean()
+    rec = float(reconstruction_bce(logits, x).mean()) - floor
+    mean = float(reconstruction_bce(torch.logit(mean_img), x).mean()) - floor
+    assert rec < 0.8 * mean, (rec, mean, floor)  # measured about 0.64
 
 
 def test_step_function_logs_beta():
