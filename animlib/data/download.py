@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import http.client
 import json
 import logging
@@ -52,6 +51,8 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tupl
 
 from tqdm.auto import tqdm
 
+from ..files import atomic_write_text, sha256_file
+
 __all__ = [
     "DownloadError",
     "ChecksumError",
@@ -61,7 +62,6 @@ __all__ = [
     "PREPARED_MARKER",
     "EXTRACTED_MARKER",
     "DEFAULT_MANIFEST",
-    "sha256_file",
     "Manifest",
     "download",
     "fetch",
@@ -109,31 +109,6 @@ class UnsafeArchiveError(DownloadError):
 # --------------------------------------------------------------------------------------------------
 # Hashes and the manifest
 # --------------------------------------------------------------------------------------------------
-
-
-def sha256_file(path: PathLike, chunk_size: int = _CHUNK) -> str:
-    """Hex SHA-256 of a file, read in chunks (works for multi-gigabyte archives)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk_size), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file, fsync and :func:`os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class Manifest:
@@ -188,7 +163,7 @@ class Manifest:
         if note:
             entry["note"] = note
         data[key] = entry
-        _atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
         return entry
 
 
@@ -687,7 +662,7 @@ def write_prepared_marker(out: PathLike, info: Dict[str, Any] | None = None, *, 
     record = {"date": _dt.datetime.now().isoformat(timespec="seconds")}
     record.update(info or {})
     path = out / marker
-    _atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return path
 
 

@@ -10,7 +10,8 @@ from typing import Callable
 
 import torch
 
-from ..gan import d_loss_bce, laplacian_energy
+from ..gan import d_loss_bce
+from ..metrics import laplacian_energy
 from .ch05 import _report, _run
 
 __all__ = ["check_d_loss", "check_generator_gradients", "check_sharpness"]

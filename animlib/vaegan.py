@@ -1,0 +1,145 @@
+"""The VAE-GAN (Larsen et al. 2016), as used by Vysotsky & Demichev 2024 (chapter 6).
+
+A VAE whose decoder is also a GAN generator: a discriminator judges real images against the VAE's
+reconstructions, and the encoder/decoder minimise three weighted terms, KL + reconstruction +
+adversarial (:class:`VAEGANWeights`). The VAE itself is :class:`animlib.vae.ConvVAE`; the game is
+:func:`animlib.gan.alternating_step`.
+
+- :class:`VAEGANDiscriminator`: the source's discriminator, 4 conv + 3 linear layers, with an
+  optional spectral norm on every layer (Miyato et al. 2018, :func:`animlib.gan.spectral_norm_all`);
+- the three-part loss (:func:`vaegan_generator_loss`, :func:`vaegan_terms`) and a Trainer step
+  (:func:`make_vaegan_step`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+import torch
+from torch import nn
+
+from .gan import alternating_step, get_gan_loss, spectral_norm_all
+from .vae import kl_divergence, reconstruction_bce, strided_conv_stack
+
+__all__ = [
+    "VAEGANDiscriminatorConfig",
+    "VAEGANDiscriminator",
+    "VAEGANWeights",
+    "vaegan_generator_loss",
+    "vaegan_terms",
+    "make_vaegan_step",
+]
+
+
+@dataclass
+class VAEGANDiscriminatorConfig:
+    """Sizes of :class:`VAEGANDiscriminator`."""
+
+    image_size: int = 64  # input (channels, image_size, image_size); a multiple of 16
+    channels: int = 3  # RGB
+    width: int = 32  # conv channels: width, 2·width, 4·width, 8·width (4 stride-2 convs)
+    hidden: int = 256  # the first hidden linear layer; the second has hidden // 4
+    spectral_norm: bool = False  # spectral norm on every layer (a stability aid)
+    slope: float = 0.2  # LeakyReLU negative slope
+
+
+class VAEGANDiscriminator(nn.Module):
+    """The source's discriminator: 4 stride-2 conv layers and 3 linear layers -> one logit per image.
+
+    ``forward(x)`` takes images (B, C, S, S) in [0, 1] and returns logits (B,) (no sigmoid: the
+    losses above apply it stably).
+    """
+
+    def __init__(self, config: VAEGANDiscriminatorConfig | None = None):
+        super().__init__()
+        self.config = c = config or VAEGANDiscriminatorConfig()
+        if c.image_size % 16 or c.image_size < 16:
+            raise ValueError(f"image_size must be a multiple of 16 (4 stride-2 convs), got {c.image_size}.")
+        self.convs, flat = strided_conv_stack(c.channels, c.width, c.image_size, c.slope)
+        self.fcs = nn.Sequential(
+            nn.Flatten(), nn.Linear(flat, c.hidden), nn.LeakyReLU(c.slope),
+            nn.Linear(c.hidden, c.hidden // 4), nn.LeakyReLU(c.slope),
+            nn.Linear(c.hidden // 4, 1),
+        )
+        if c.spectral_norm:
+            spectral_norm_all(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if x.ndim != 4 or x.shape[1] != c.channels or x.shape[-1] != c.image_size or x.shape[-2] != c.image_size:
+            raise ValueError(
+                f"VAEGANDiscriminator expects images (B, {c.channels}, {c.image_size}, {c.image_size}); got "
+                f"{tuple(x.shape)}."
+            )
+        return self.fcs(self.convs(x * 2 - 1)).squeeze(1)  # (B,)
+
+
+@dataclass
+class VAEGANWeights:
+    """Weights of the three parts of the VAE-GAN loss (the source: "each part may have a different
+    order of magnitude, so choose the weights by their importance")."""
+
+    kl: float = 0.1  # β: weight of KL(q(z|x) || N(0, I)), per image
+    rec: float = 1.0  # weight of the reconstruction BCE, summed over pixels, per image
+    adv: float = 20.0  # weight of the adversarial term (G's loss on D's verdict, a per-image mean)
+
+
+def vaegan_generator_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                          fake_logits: torch.Tensor, weights: VAEGANWeights | None = None,
+                          loss: str = "bce") -> Dict[str, torch.Tensor]:
+    """The VAE-GAN's loss for the encoder/decoder, all three parts (weighted):
+
+        L = w_kl · KL(q(z|x) || N(0, I)) + w_rec · BCE(x̂, x) + w_adv · L_G(D(x̂)),
+
+    with L_G the generator loss of ``loss`` (``"bce"``: -log D(x̂), pushing D's verdict towards
+    "real"). Returns ``{"loss", "kl", "rec", "adv"}`` (the parts weighted, batch means).
+    """
+    w = weights or VAEGANWeights()
+    _, g_loss = get_gan_loss(loss)
+    kl = w.kl * kl_divergence(mu.float(), logvar.float()).mean()
+    rec = w.rec * reconstruction_bce(logits.float(), x).mean()
+    adv = w.adv * g_loss(fake_logits.float())
+    return {"loss": kl + rec + adv, "kl": kl, "rec": rec, "adv": adv}
+
+
+def vaegan_terms(vae: nn.Module, x: torch.Tensor, weights: VAEGANWeights | None = None, autocast=None
+                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """Run the VAE on ``x``: ``(reconstruction in [0, 1], {"kl", "rec"} weighted)``.
+
+    This is the ``generate()`` half of :func:`alternating_step`; the third part (adversarial) is
+    added there with ``adv_weight``.
+    """
+    w = weights or VAEGANWeights()
+    ctx = autocast() if autocast is not None else torch.autocast("cpu", enabled=False)
+    with ctx:
+        logits, mu, logvar, _ = vae(x)
+    terms = {
+        "kl": w.kl * kl_divergence(mu.float(), logvar.float()).mean(),
+        "rec": w.rec * reconstruction_bce(logits.float(), x).mean(),
+    }
+    return torch.sigmoid(logits.float()), terms
+
+
+def make_vaegan_step(weights: VAEGANWeights | None = None, *, loss: str = "bce", label_smoothing: float = 0.0,
+                     vae: str = "vae", disc: str = "d", adv_warmup_steps: int = 0):
+    """A Trainer step for the VAE-GAN, as the source trains it: D on real vs VAE images, then the VAE
+    against D's verdict plus its KL and reconstruction terms (:func:`alternating_step`).
+
+    ``adv_warmup_steps`` ramps the adversarial weight linearly from 0 (the VAE first learns to
+    reconstruct, so D has something face-like to judge). Logs ``d_loss``, ``g_loss``, ``g_adv``,
+    ``kl``, ``rec``, ``d_real`` (mean D(x)) and ``d_fake`` (mean D(x̂)).
+    """
+    w = weights or VAEGANWeights()
+
+    def step(t, batch):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        ramp = 1.0 if adv_warmup_steps <= 0 else min(1.0, t.step / adv_warmup_steps)
+        out = alternating_step(
+            t, x, lambda: vaegan_terms(t.models[vae], x, w, t.autocast), gen=vae, disc=disc, loss=loss,
+            adv_weight=w.adv * ramp, label_smoothing=label_smoothing,
+        )
+        out["loss"] = out["g_loss"]
+        return out
+
+    return step
