@@ -24,7 +24,7 @@ Shared pieces:
 Method modules, one family each: :mod:`animlib.nextframe` (chapter 0), :mod:`animlib.convlstm`,
 :mod:`animlib.cinemagraph` and :mod:`animlib.rl` (Part I), :mod:`animlib.style`,
 :mod:`animlib.fast_style` and :mod:`animlib.depth` (Part II), :mod:`animlib.vae` and
-:mod:`animlib.vaegan` (Part III), :mod:`animlib.video_ae` (Part IV).
+:mod:`animlib.vaegan` (Part III, scored by :mod:`animlib.face_regressor`), :mod:`animlib.video_ae` (Part IV).
 """
 
 import importlib
@@ -34,8 +34,9 @@ __version__ = "0.1.0"
 
 #: Modules loaded on first attribute access (``animlib.style``), so ``import animlib`` stays light.
 SUBMODULES = (
-    "backbones", "cinemagraph", "convlstm", "data", "depth", "engine", "exercises", "fast_style", "files",
-    "gan", "metrics", "nextframe", "rl", "runtime", "style", "vae", "vaegan", "video_ae", "viz",
+    "backbones", "cinemagraph", "convlstm", "data", "depth", "engine", "exercises", "face_regressor",
+    "fast_style", "files", "gan", "metrics", "nextframe", "rl", "runtime", "style", "vae", "vaegan",
+    "video_ae", "viz",
 )
 
 #: The core API, importable from the package: name -> the module that defines it. Loaded on first

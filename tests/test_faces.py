@@ -1,4 +1,4 @@
-"""Tests for animlib.data.faces: the synthetic face generator and the parameter regressor."""
+"""Tests for animlib.data.faces (the synthetic face generator) and animlib.face_regressor."""
 
 import pytest
 import torch
@@ -6,8 +6,6 @@ import torch
 from animlib.data.faces import (
     IDENTITY_NAMES,
     MOTION_NAMES,
-    FaceParamRegressor,
-    FaceRegressorConfig,
     FaceVideos,
     RealFaces,
     SyntheticFaces,
@@ -17,9 +15,9 @@ from animlib.data.faces import (
     render_faces,
     sample_identity,
     sample_motion,
-    train_face_regressor,
     unit_to_motion,
 )
+from animlib.face_regressor import FaceParamRegressor, FaceRegressorConfig, train_face_regressor
 
 
 def test_render_shapes_range_and_determinism():

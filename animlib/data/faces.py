@@ -21,20 +21,19 @@ give the same face at 32, 64 or 128 pixels.
 
 The module also provides :class:`SyntheticFaces` (a dataset of random faces with their
 parameters), :func:`face_clips` (moving/talking clips: identity fixed, motion animated),
-:class:`FaceParamRegressor` (a small CNN that reads the parameters back from an image, used to
-*score* generated videos), and :class:`RealFaces` / :class:`FaceVideos` for the real face data
-that ``data_scripts/imdb_wiki.py`` and ``data_scripts/voxceleb.py`` prepare.
+:func:`random_blur` (augmentation), and :class:`RealFaces` / :class:`FaceVideos` for the real face
+data that ``data_scripts/imdb_wiki.py`` and ``data_scripts/voxceleb.py`` prepare. The CNN that
+reads the parameters back from an image, to *score* generated videos, is
+:mod:`animlib.face_regressor`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, NamedTuple, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import Dataset
 
 __all__ = [
@@ -50,9 +49,6 @@ __all__ = [
     "FaceClips",
     "face_clips",
     "random_blur",
-    "FaceRegressorConfig",
-    "FaceParamRegressor",
-    "train_face_regressor",
     "RealFaces",
     "FaceVideos",
 ]
@@ -342,7 +338,7 @@ def face_clips(n: int, frames: int = 16, size: int = 64, seed: int = 0) -> FaceC
 
 
 # ----------------------------------------------------------------------------------------------
-# reading the parameters back: the yardstick for generated faces
+# augmentation: the softer images a VAE decodes
 # ----------------------------------------------------------------------------------------------
 def random_blur(x: torch.Tensor, max_sigma: float = 1.2, generator: torch.Generator | None = None) -> torch.Tensor:
     """Blur each image (B, C, H, W) with a Gaussian of random sigma in [0, max_sigma] pixels.
@@ -361,116 +357,6 @@ def random_blur(x: torch.Tensor, max_sigma: float = 1.2, generator: torch.Genera
     out = F.conv2d(xp, wk[:, None, None, :], groups=B * C)  # horizontal pass
     out = F.conv2d(out, wk[:, None, :, None], groups=B * C)  # vertical pass
     return out.reshape(B, C, H, W)
-
-
-@dataclass
-class FaceRegressorConfig:
-    """Size of :class:`FaceParamRegressor`."""
-
-    image_size: int = 64  # input images are (3, image_size, image_size)
-    width: int = 32  # channels of the first conv; doubled at each of the 3 stride-2 convs
-    hidden: int = 128  # the penultimate (feature) layer
-
-
-class FaceParamRegressor(nn.Module):
-    """A small CNN that reads identity (8) and motion (5) parameters, all in [0, 1], from a face.
-
-    Three stride-2 convs, a hidden layer (:meth:`features`, also usable as a face-feature space)
-    and a linear head. ``forward`` returns ``(identity_u, motion_u)``; convert motion back with
-    :func:`unit_to_motion`.
-    """
-
-    def __init__(self, config: FaceRegressorConfig | None = None):
-        super().__init__()
-        self.config = c = config or FaceRegressorConfig()
-        w = c.width
-        self.convs = nn.Sequential(
-            nn.Conv2d(3, w, 4, 2, 1), nn.GELU(),
-            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.GELU(),
-            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.GELU(),
-        )
-        s = c.image_size // 8
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * s * s, c.hidden), nn.GELU())
-        self.head = nn.Linear(c.hidden, len(IDENTITY_NAMES) + len(MOTION_NAMES))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features (B, hidden) of images (B, 3, H, W) in [0, 1]."""
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] != self.config.image_size:
-            raise ValueError(
-                f"expected images (B, 3, {self.config.image_size}, {self.config.image_size}); got {tuple(x.shape)}"
-            )
-        return self.fc(self.convs(x * 2 - 1))
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        out = self.head(self.features(x))  # (B, 13)
-        n = len(IDENTITY_NAMES)
-        return out[:, :n], out[:, n:]
-
-    @torch.no_grad()
-    def read(self, images: torch.Tensor, batch_size: int = 512) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Read parameters from any number of images (N, 3, H, W) (or (N, T, 3, H, W)).
-
-        Returns ``(identity (.., 8) in [0, 1], motion (.., 5) in MOTION_RANGES)`` on the images'
-        device, computed in batches on the model's device in eval mode.
-        """
-        lead = images.shape[:-3]
-        flat = images.reshape(-1, *images.shape[-3:])
-        dev = next(self.parameters()).device
-        was_training = self.training
-        self.eval()
-        ids, mots = [], []
-        for i in range(0, flat.shape[0], batch_size):
-            pi, pm = self(flat[i : i + batch_size].to(dev).float())
-            ids.append(pi.float().to(images.device))
-            mots.append(unit_to_motion(pm.float()).to(images.device))
-        self.train(was_training)
-        return torch.cat(ids).reshape(*lead, -1), torch.cat(mots).reshape(*lead, -1)
-
-
-def train_face_regressor(
-    size: int = 64,
-    steps: int = 1500,
-    batch_size: int = 64,
-    lr: float = 2e-3,
-    seed: int = 0,
-    device: Union[str, torch.device, None] = "auto",
-    config: FaceRegressorConfig | None = None,
-    amp: str | None = None,
-    progress: bool = True,
-) -> FaceParamRegressor:
-    """Train a :class:`FaceParamRegressor` on freshly rendered random faces, through the engine.
-
-    Each step renders a new batch (so it never overfits), blurs it randomly (:func:`random_blur`)
-    and adds a little noise; the loss is the MSE on all 13 parameters in [0, 1]. Returns the model
-    in eval mode.
-    """
-    from ..engine import Trainer
-
-    cfg = config or FaceRegressorConfig(image_size=size)
-    torch.manual_seed(seed)
-    model = FaceParamRegressor(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
-    g = _generator(seed + 7919)
-
-    def data(step: int):
-        ident, mot = sample_identity(batch_size, g), sample_motion(batch_size, g)
-        x = random_blur(render_faces(ident, mot, size), generator=g)
-        x = (x + 0.02 * torch.randn(x.shape, generator=g)).clamp(0, 1)
-        return x, ident, motion_to_unit(mot)
-
-    def step_fn(t, batch):
-        x, ident, mot_u = batch
-        with t.autocast():
-            pi, pm = t.models["model"](x)
-        loss = F.mse_loss(pi.float(), ident) + F.mse_loss(pm.float(), mot_u)
-        t.optimize(loss, "model")
-        return {"loss": loss.detach()}
-
-    trainer = Trainer({"model": model}, {"model": opt}, step_fn, schedulers={"model": sched}, device=device,
-                      amp=amp, progress=progress, desc="face regressor")
-    trainer.fit(data, steps)
-    return model.eval()
 
 
 # ----------------------------------------------------------------------------------------------
