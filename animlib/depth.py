@@ -14,7 +14,8 @@ Papers:
 
 Contents, in order: point pairs (sampling, gathering), the relative-depth loss and the metrics,
 the inception block, the hourglass, the depth loss for style transfer, a training step for
-:class:`animlib.engine.Trainer`, and loaders for the prepared real data (KITTI, NYU v2, DIW).
+:class:`animlib.engine.Trainer`. The prepared real data (KITTI, NYU v2, DIW) is read by the loaders
+of :mod:`animlib.data.prepared`.
 
 Conventions (written down because references disagree):
 
@@ -30,11 +31,8 @@ Conventions (written down because references disagree):
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -62,9 +60,6 @@ __all__ = [
     "DepthLossTerm",
     "predict_depth",
     "RelativeDepthStep",
-    "KittiDepth",
-    "NyuDepthV2",
-    "DiwPairs",
 ]
 
 # ----------------------------------------------------------------------------- helpers
@@ -659,133 +654,3 @@ class RelativeDepthStep:
             ordered = rel != 0
             acc = ordinal_accuracy(z_x[ordered], z_y[ordered], rel[ordered]) if bool(ordered.any()) else float("nan")
         return {"loss": loss.detach(), "accuracy": acc}
-
-
-# ----------------------------------------------------------------------------- real data
-
-
-def _resize_pair(image: torch.Tensor, depth: torch.Tensor, size: Optional[Tuple[int, int]]):
-    """Resize image (bilinear) and sparse depth (nearest, so no invented depths) to ``size``."""
-    if size is None or tuple(image.shape[-2:]) == tuple(size):
-        return image, depth
-    image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
-    depth = F.interpolate(depth[None], size=size, mode="nearest")[0]
-    return image, depth
-
-
-def _read_index(root: Path, name: str = "index.csv") -> List[Dict[str, str]]:
-    path = root / name
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: the folder is not a complete prepared dataset")
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-class KittiDepth(torch.utils.data.Dataset):
-    """KITTI crops with sparse lidar depth, as written by ``data_scripts/kitti_depth.py``.
-
-    Items are dicts: ``image`` ``(3, H, W)`` in [0, 1], ``depth`` ``(1, H, W)`` metres (0 = no
-    point), ``valid`` (bool). ``split`` filters the index's split column (``None`` = all);
-    ``size`` resizes (depth with nearest neighbours). ``dense=True`` returns the semi-dense ground
-    truth instead of the raw lidar where the index has it.
-    """
-
-    script = "kitti_depth.py"
-
-    def __init__(self, root, split: Optional[str] = None, size: Optional[Tuple[int, int]] = None, dense: bool = False):
-        from .data.folders import require_prepared
-
-        self.root = require_prepared(root, self.script)
-        rows = _read_index(self.root)
-        self.rows = [r for r in rows if split is None or r.get("split") == split]
-        if not self.rows:
-            raise FileNotFoundError(f"no KITTI items with split={split!r} under {self.root}")
-        self.size, self.dense = size, dense
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
-        from .data.folders import load_image
-
-        row = self.rows[i]
-        image = load_image(self.root / row["image"], channels=3)
-        key = "dense_depth" if self.dense and row.get("dense_depth") else "sparse_depth"
-        raw = load_image(self.root / row[key])  # uint16 / 65535
-        depth = raw * (65535.0 / 256.0)  # KITTI: metres = value / 256
-        image, depth = _resize_pair(image, depth, self.size)
-        return {"image": image, "depth": depth, "valid": depth > 0}
-
-
-class NyuDepthV2(torch.utils.data.Dataset):
-    """NYU Depth v2 labelled frames, as written by ``data_scripts/nyu_depth_v2.py``.
-
-    Items: ``image`` ``(3, H, W)``, ``depth`` ``(1, H, W)`` metres (0 = none), ``valid``. ``indices``
-    selects frames by their position in the index (e.g. a train/test split); ``size`` resizes.
-    """
-
-    script = "nyu_depth_v2.py"
-
-    def __init__(self, root, indices: Optional[Sequence[int]] = None, size: Optional[Tuple[int, int]] = None):
-        from .data.folders import require_prepared
-
-        self.root = require_prepared(root, self.script)
-        rows = _read_index(self.root)
-        self.rows = rows if indices is None else [rows[i] for i in indices]
-        if not self.rows:
-            raise FileNotFoundError(f"no NYU frames selected under {self.root}")
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
-        from .data.folders import load_image
-
-        row = self.rows[i]
-        image = load_image(self.root / row["image"], channels=3)
-        depth = load_image(self.root / row["depth"]) * (65535.0 / 1000.0)  # millimetres -> metres
-        image, depth = _resize_pair(image, depth, self.size)
-        return {"image": image, "depth": depth, "valid": depth > 0}
-
-
-class DiwPairs(torch.utils.data.Dataset):
-    """Depth in the Wild: one annotated point pair per photo, from ``data_scripts/diw.py``.
-
-    Items: ``image`` ``(3, H, W)`` (resized to ``size`` if given, the pair's coordinates scaled with
-    it) and ``pair`` = ``(ya, xa, yb, xb, relation)`` as a long tensor, relation -1 (A nearer),
-    0 or +1.
-    """
-
-    script = "diw.py"
-
-    def __init__(self, root, split: Optional[str] = "test", size: Optional[Tuple[int, int]] = None):
-        from .data.folders import require_prepared
-
-        self.root = require_prepared(root, self.script)
-        path = self.root / "pairs.json"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run data_scripts/diw.py again")
-        pairs = json.loads(path.read_text(encoding="utf-8"))
-        self.items = [p for p in pairs if split is None or p.get("split") == split]
-        self.items = [p for p in self.items if (self.root / p["image"]).exists()]
-        if not self.items:
-            raise FileNotFoundError(f"no DIW pairs with split={split!r} and an image under {self.root}")
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
-        from .data.folders import load_image
-
-        p = self.items[i]
-        image = load_image(self.root / p["image"], channels=3)
-        (ya, xa), (yb, xb) = p["a"], p["b"]
-        if self.size is not None:
-            h, w = image.shape[-2:]
-            sy, sx = self.size[0] / h, self.size[1] / w
-            image = F.interpolate(image[None], size=self.size, mode="bilinear", align_corners=False, antialias=True)[0]
-            ya, yb = min(int(ya * sy), self.size[0] - 1), min(int(yb * sy), self.size[0] - 1)
-            xa, xb = min(int(xa * sx), self.size[1] - 1), min(int(xb * sx), self.size[1] - 1)
-        return {"image": image.clamp(0, 1), "pair": torch.tensor([ya, xa, yb, xb, int(p["ordinal"])])}

@@ -11,16 +11,14 @@ import pytest
 import torch
 
 from animlib.data.depth_scenes import make_depth_scenes
+from animlib.data.prepared import DiwPairs, KittiDepth, NyuDepthV2
 from animlib.depth import (
     _TOPOLOGY,
     BLOCK_TABLE,
     DepthLossTerm,
-    DiwPairs,
     Hourglass,
     HourglassConfig,
     InceptionBlock,
-    KittiDepth,
-    NyuDepthV2,
     PointPairs,
     RelativeDepthStep,
     depth_loss,

@@ -6,8 +6,6 @@ import torch
 from animlib.data.faces import (
     IDENTITY_NAMES,
     MOTION_NAMES,
-    FaceVideos,
-    RealFaces,
     SyntheticFaces,
     face_clips,
     motion_to_unit,
@@ -17,6 +15,7 @@ from animlib.data.faces import (
     sample_motion,
     unit_to_motion,
 )
+from animlib.data.prepared import FaceVideos, RealFaces
 from animlib.face_regressor import FaceParamRegressor, FaceRegressorConfig, train_face_regressor
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from animlib.data.prepared import CinemagraphClips
 from animlib.data.scenes import (
     DIRECTIONS,
-    CinemagraphClips,
     SceneConfig,
     SceneStream,
     make_scenes,

@@ -5,6 +5,8 @@
 - :mod:`animlib.data.images`: sample photographs and a painterly style image, made or shipped
   locally.
 - :mod:`animlib.data.rings`: points on a ring of Gaussians (chapter 6's toy GAN).
+- :mod:`animlib.data.prepared`: one loader per script in ``data_scripts/`` (KITTI, NYU v2, DIW,
+  IMDB-WIKI, VoxCeleb, Weizmann) and your own cinemagraph clips.
 - :mod:`animlib.data.folders`: :class:`FrameFolderDataset`, :class:`ImageFolderDataset` and
   :func:`require_prepared` for the folders the data scripts write.
 
@@ -47,7 +49,8 @@ __all__ = [
 
 
 #: Submodules loaded on first attribute access (``animlib.data.rings``).
-_SUBMODULES = ("actions", "blobs", "depth_scenes", "download", "faces", "folders", "images", "rings", "scenes")
+_SUBMODULES = ("actions", "blobs", "depth_scenes", "download", "faces", "folders", "images", "prepared", "rings",
+               "scenes")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Synthetic faces with known identity and motion, and folders of prepared real faces.
+"""Synthetic faces with known identity and motion.
 
 Latent-difference video (Vysotsky & Demichev 2024, the source of chapters 5-6) claims that a VAE
 separates *who* is in a picture from *how* they move. To measure that claim offline we need faces
@@ -21,8 +21,9 @@ give the same face at 32, 64 or 128 pixels.
 
 The module also provides :class:`SyntheticFaces` (a dataset of random faces with their
 parameters), :func:`face_clips` (moving/talking clips: identity fixed, motion animated),
-:func:`random_blur` (augmentation), and :class:`RealFaces` / :class:`FaceVideos` for the real face
-data that ``data_scripts/imdb_wiki.py`` and ``data_scripts/voxceleb.py`` prepare. The CNN that
+and :func:`random_blur` (augmentation). The real faces that ``data_scripts/imdb_wiki.py`` and
+``data_scripts/voxceleb.py`` prepare are read by :class:`animlib.data.prepared.RealFaces` and
+:class:`animlib.data.prepared.FaceVideos`. The CNN that
 reads the parameters back from an image, to *score* generated videos, is
 :mod:`animlib.face_regressor`.
 """
@@ -30,7 +31,7 @@ reads the parameters back from an image, to *score* generated videos, is
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Tuple, Union
+from typing import NamedTuple, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +50,6 @@ __all__ = [
     "FaceClips",
     "face_clips",
     "random_blur",
-    "RealFaces",
-    "FaceVideos",
 ]
 
 #: Identity parameters, each in [0, 1].
@@ -357,46 +356,3 @@ def random_blur(x: torch.Tensor, max_sigma: float = 1.2, generator: torch.Genera
     out = F.conv2d(xp, wk[:, None, None, :], groups=B * C)  # horizontal pass
     out = F.conv2d(out, wk[:, None, :, None], groups=B * C)  # vertical pass
     return out.reshape(B, C, H, W)
-
-
-# ----------------------------------------------------------------------------------------------
-# real faces prepared by data_scripts/
-# ----------------------------------------------------------------------------------------------
-class RealFaces(Dataset):
-    """Face crops prepared by ``data_scripts/imdb_wiki.py`` (IMDB-WIKI, Rothe et al. 2018).
-
-    Items are ``(image (3, size, size), 0)`` in [0, 1] (the dummy label keeps batches shaped like
-    :class:`SyntheticFaces`'s first element). Raises ``FileNotFoundError`` naming the script when
-    the folder is missing or unfinished.
-    """
-
-    def __init__(self, root, size: int = 64, transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
-        from .folders import ImageFolderDataset
-
-        self.images = ImageFolderDataset(root, size=size, channels=3, script="imdb_wiki.py", transform=transform)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        return self.images[i], 0
-
-
-class FaceVideos(Dataset):
-    """Face clips prepared by ``data_scripts/voxceleb.py`` (VoxCeleb, Nagrani et al. 2017).
-
-    Items are clips ``(clip_len, 3, size, size)`` in [0, 1] (driving videos for latent-difference
-    video).
-    """
-
-    def __init__(self, root, clip_len: int = 16, size: int = 64, stride: int | None = None):
-        from .folders import FrameFolderDataset
-
-        self.clips = FrameFolderDataset(root, clip_len=clip_len, stride=stride, size=size, channels=3,
-                                        script="voxceleb.py")
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.clips[i]

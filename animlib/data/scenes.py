@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -38,7 +37,6 @@ __all__ = [
     "make_scenes",
     "SceneStream",
     "class_colors",
-    "CinemagraphClips",
     "motion_mask_from_clip",
 ]
 
@@ -283,32 +281,3 @@ def motion_mask_from_clip(clip: torch.Tensor, threshold: float = 0.04) -> torch.
     return (clip.std(0).amax(0, keepdim=True) > threshold).float()  # (1, H, W)
 
 
-class CinemagraphClips(torch.utils.data.Dataset):
-    """Real cinemagraph clips from a folder: ``root/<clip>/00000.png, 00001.png, ...``.
-
-    Items are dicts like a :class:`SceneStream` batch entry: ``frames`` ``(T, 3, H, W)`` in [0, 1],
-    ``mask`` ``(1, H, W)`` estimated with :func:`motion_mask_from_clip` (real clips have no
-    ground-truth mask) and ``label = -1`` (no motion class). Clips should loop (frame ``T`` close to
-    frame 0), as cinemagraphs do. The default collate of a ``DataLoader`` batches them.
-    """
-
-    def __init__(self, root: Union[str, Path], frames: int = 8, size: int = 128, stride: Optional[int] = None,
-                 mask_threshold: float = 0.04):
-        from .folders import FrameFolderDataset
-
-        if root is None or not Path(root).expanduser().is_dir():
-            raise FileNotFoundError(
-                f"no clip folder at {root!r}: put one folder of PNG/JPG frames per cinemagraph clip under it "
-                "(root/<clip>/00000.png, ...), or use data_root=None for the synthetic scenes"
-            )
-        self.inner = FrameFolderDataset(Path(root).expanduser(), clip_len=frames, stride=stride or frames,
-                                        size=size, channels=3, marker=None, script="(none)")
-        self.mask_threshold = mask_threshold
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
-        clip = self.inner[i]  # (T, 3, H, W)
-        return {"frames": clip, "mask": motion_mask_from_clip(clip, self.mask_threshold),
-                "label": torch.tensor(-1), "velocity": torch.zeros(2)}
