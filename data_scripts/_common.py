@@ -1,18 +1,21 @@
 """Helpers shared by the scripts in ``data_scripts/`` (not a script itself).
 
-The download, verification, extraction and command-line logic lives in
-:mod:`animlib.data.download`; this module makes it importable when a script is run straight from a
-checkout (``python data_scripts/weizmann.py``) and adds the few image/video helpers that several
-scripts use. Everything here needs only numpy, Pillow, imageio and imageio-ffmpeg: no PyTorch.
+The download, verification and extraction logic lives in :mod:`animlib.data.download`; this
+module makes it importable when a script is run straight from a checkout
+(``python data_scripts/weizmann.py``) and holds what only the scripts need: the command-line
+boilerplate (:func:`script_parser`, :func:`run_script`, ``--mirror``) and the few image/video
+helpers that several scripts use. Everything here needs only numpy, Pillow, imageio and imageio-ffmpeg: no PyTorch.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import logging
 import sys
-from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+import urllib.parse
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 _REPO = Path(__file__).resolve().parents[1]
 if str(_REPO) not in sys.path and (_REPO / "animlib").is_dir():
@@ -26,24 +29,14 @@ from animlib.data.download import (  # noqa: E402,F401  (re-exported for the scr
     Manifest,
     extract_archive,
     fetch,
-    iter_files,
-    mirror_url,
-    run_script,
     write_prepared_marker,
 )
-from animlib.data.download import script_parser as _script_parser  # noqa: E402
 from animlib.files import atomic_target  # noqa: E402
 
 #: The checksum manifest kept next to these scripts (recorded hashes of first downloads).
 MANIFEST = Path(__file__).resolve().parent / "manifest.json"
 
 log = logging.getLogger("animlib.data.scripts")
-
-
-def script_parser(*args: Any, **kwargs: Any) -> Any:
-    """:func:`animlib.data.download.script_parser` with this folder's ``manifest.json`` as default."""
-    kwargs.setdefault("manifest", MANIFEST)
-    return _script_parser(*args, **kwargs)
 
 
 def add_common_prepare_args(parser: Any, dataset: str) -> None:
@@ -147,3 +140,89 @@ def write_csv(path: Path, rows: Sequence[Dict[str, Any]], fieldnames: Sequence[s
 def script_name(file: str) -> str:
     """``data_scripts/<file name>`` for help texts."""
     return f"data_scripts/{Path(file).name}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Command-line boilerplate shared by the scripts
+# --------------------------------------------------------------------------------------------------
+
+
+def script_parser(
+    name: str,
+    description: str,
+    *,
+    urls: Sequence[str],
+    licence: str,
+    size: str,
+    layout: str,
+    default_out: str,
+    from_file_help: str = "an archive you downloaded already (checksum-verified like a download)",
+    manifest: Path = MANIFEST,
+) -> argparse.ArgumentParser:
+    """An :mod:`argparse` parser with the options every data script has.
+
+    ``--out``, ``--from-file``, ``--manifest``, ``--mirror``, ``--timeout``, ``--no-progress`` and
+    ``--verbose``; the help text ends with the source URLs, licence, download size and the output
+    layout that the library's loaders read.
+    """
+    epilog = "\n".join(
+        [
+            "source:",
+            *(f"  {u}" for u in urls),
+            f"licence: {licence}",
+            f"download size: {size}",
+            "output layout:",
+            *(f"  {line}" for line in layout.strip("\n").splitlines()),
+            "checksums: published ones where the publisher gives them; otherwise the first download's",
+            "  SHA-256 is recorded in the manifest (source: recorded-not-published) and enforced later.",
+        ]
+    )
+    parser = argparse.ArgumentParser(
+        prog=name, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=Path(default_out), help=f"output folder (default: {default_out})")
+    parser.add_argument("--from-file", type=Path, nargs="+", metavar="PATH", default=None, help=from_file_help)
+    parser.add_argument(
+        "--manifest", type=Path, default=Path(manifest),
+        help=f"JSON file of recorded checksums (default: {Path(manifest).parent.name}/{Path(manifest).name})",
+    )
+    parser.add_argument(
+        "--mirror", metavar="URL", default=None,
+        help="download from this base URL instead (a mirror holding the same file names)",
+    )
+    parser.add_argument("--timeout", type=float, default=15.0, help="network timeout in seconds (default: 15)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    return parser
+
+
+def mirror_url(url: str, mirror: str | None) -> str:
+    """``url`` itself, or the same file name under the ``--mirror`` base URL."""
+    if not mirror:
+        return url
+    return mirror.rstrip("/") + "/" + PurePosixPath(urllib.parse.urlsplit(url).path).name
+
+
+def run_script(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> int:
+    """Run a data script's ``main``; print :class:`DownloadError` messages without a traceback.
+
+    Returns the process exit code: 0 on success, 1 for a reported failure, 130 on Ctrl-C.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args or "--verbose" in args
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+    try:
+        main(argv)
+    except (DownloadError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: run the script again to resume where it stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
+def iter_files(root: Path | str, suffixes: Iterable[str]) -> List[Path]:
+    """All files under ``root`` whose lower-case suffix is in ``suffixes``, sorted."""
+    wanted = {s.lower() for s in suffixes}
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in wanted)

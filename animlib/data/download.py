@@ -23,13 +23,12 @@ of them:
   with a message saying that the script needs internet and how to pass a file downloaded elsewhere
   (``--from-file``).
 
-The command-line helpers at the end (:func:`script_parser`, :func:`run_script`) are the boilerplate
-that every script in ``data_scripts/`` shares.
+The command-line boilerplate that every script in ``data_scripts/`` shares (``--out``,
+``--from-file``, ``--mirror``, exit codes) lives with the scripts, in ``data_scripts/_common.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import http.client
 import json
@@ -38,7 +37,6 @@ import os
 import shutil
 import socket
 import stat
-import sys
 import tarfile
 import tempfile
 import threading
@@ -47,7 +45,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Tuple, Union
 
 from tqdm.auto import tqdm
 
@@ -67,10 +65,6 @@ __all__ = [
     "fetch",
     "extract_archive",
     "write_prepared_marker",
-    "script_parser",
-    "mirror_url",
-    "run_script",
-    "iter_files",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -664,89 +658,3 @@ def write_prepared_marker(out: PathLike, info: Dict[str, Any] | None = None, *, 
     path = out / marker
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return path
-
-
-# --------------------------------------------------------------------------------------------------
-# Command-line boilerplate shared by data_scripts/
-# --------------------------------------------------------------------------------------------------
-
-
-def script_parser(
-    name: str,
-    description: str,
-    *,
-    urls: Sequence[str],
-    licence: str,
-    size: str,
-    layout: str,
-    default_out: str,
-    from_file_help: str = "an archive you downloaded already (checksum-verified like a download)",
-    manifest: PathLike = DEFAULT_MANIFEST,
-) -> argparse.ArgumentParser:
-    """An :mod:`argparse` parser with the options every data script has.
-
-    ``--out``, ``--from-file``, ``--manifest``, ``--mirror``, ``--timeout``, ``--no-progress`` and
-    ``--verbose``; the help text ends with the source URLs, licence, download size and the output
-    layout that the library's loaders read.
-    """
-    epilog = "\n".join(
-        [
-            "source:",
-            *(f"  {u}" for u in urls),
-            f"licence: {licence}",
-            f"download size: {size}",
-            "output layout:",
-            *(f"  {line}" for line in layout.strip("\n").splitlines()),
-            "checksums: published ones where the publisher gives them; otherwise the first download's",
-            "  SHA-256 is recorded in the manifest (source: recorded-not-published) and enforced later.",
-        ]
-    )
-    parser = argparse.ArgumentParser(
-        prog=name, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, default=Path(default_out), help=f"output folder (default: {default_out})")
-    parser.add_argument("--from-file", type=Path, nargs="+", metavar="PATH", default=None, help=from_file_help)
-    parser.add_argument(
-        "--manifest", type=Path, default=Path(manifest),
-        help=f"JSON file of recorded checksums (default: {Path(manifest).parent.name}/{Path(manifest).name})",
-    )
-    parser.add_argument(
-        "--mirror", metavar="URL", default=None,
-        help="download from this base URL instead (a mirror holding the same file names)",
-    )
-    parser.add_argument("--timeout", type=float, default=15.0, help="network timeout in seconds (default: 15)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
-    return parser
-
-
-def mirror_url(url: str, mirror: str | None) -> str:
-    """``url`` itself, or the same file name under the ``--mirror`` base URL."""
-    if not mirror:
-        return url
-    return mirror.rstrip("/") + "/" + PurePosixPath(urllib.parse.urlsplit(url).path).name
-
-
-def run_script(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> int:
-    """Run a data script's ``main``; print :class:`DownloadError` messages without a traceback.
-
-    Returns the process exit code: 0 on success, 1 for a reported failure, 130 on Ctrl-C.
-    """
-    args = list(sys.argv[1:] if argv is None else argv)
-    verbose = "-v" in args or "--verbose" in args
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
-    try:
-        main(argv)
-    except (DownloadError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: run the script again to resume where it stopped", file=sys.stderr)
-        return 130
-    return 0
-
-
-def iter_files(root: PathLike, suffixes: Iterable[str]) -> List[Path]:
-    """All files under ``root`` whose lower-case suffix is in ``suffixes``, sorted."""
-    wanted = {s.lower() for s in suffixes}
-    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in wanted)
