@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
 import torch
+import torchvision
 from torch import Tensor, nn
+from torchvision.models import vgg
 
 from .files import sha256_file
 
@@ -101,8 +103,6 @@ def mobilenet_v2_weights_path() -> Path:
 
 
 def _vgg19_url() -> str:
-    import torchvision
-
     return torchvision.models.VGG19_Weights.IMAGENET1K_V1.url
 
 
@@ -172,8 +172,6 @@ def vgg_layer_names(features: nn.Sequential) -> Dict[str, int]:
 
 def _vgg_features(cfg: str, batch_norm: bool = False) -> nn.Sequential:
     """torchvision's VGG ``features`` stack alone ("D" = VGG16, "E" = VGG19), without the classifier."""
-    from torchvision.models import vgg
-
     return vgg.make_layers(vgg.cfgs[cfg], batch_norm=batch_norm)
 
 
@@ -241,8 +239,6 @@ class FeatureExtractor(_FrozenImageNetNet):
         pool: str = "max",
     ):
         super().__init__()
-        import torchvision
-
         if isinstance(layers, str):
             layers = (layers,)
         layers = tuple(dict.fromkeys(layers))  # unique, in order
@@ -371,8 +367,6 @@ class MobileNetV2Features(_FrozenImageNetNet):
         expected_sha256: str | None = None,
     ):
         super().__init__()
-        import torchvision
-
         if weights not in ("imagenet", "random"):
             raise ValueError(f"weights must be 'imagenet' or 'random', got {weights!r}")
         idx = {}

@@ -42,11 +42,14 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from .convlstm import ConvLSTMCell
+from .data.scenes import SceneConfig
 from .gan import alternating_step, d_loss_bce
 from .rl import bellman_targets, epsilon_greedy, sync_target
+from .runtime import check_profile
 
 __all__ = [
     "CinemagraphConfig",
@@ -636,8 +639,6 @@ def best_matching_accuracy(pred: torch.Tensor, true: torch.Tensor, num_classes: 
 
     Returns ``(accuracy, mapping)`` with ``mapping[action] = class``.
     """
-    from scipy.optimize import linear_sum_assignment
-
     p, t = pred.flatten().long().numpy(), true.flatten().long().numpy()
     counts = np.zeros((num_classes, num_classes))
     np.add.at(counts, (p, t), 1)
@@ -658,9 +659,6 @@ def profile_settings(profile: str) -> Dict[str, object]:
     model with three encoder levels, longer training, five seeds for the DRQN. Real clips replace
     the synthetic scenes when a chapter gets ``data_root``.
     """
-    from .data.scenes import SceneConfig
-    from .runtime import check_profile
-
     if check_profile(profile) == "quick":
         return {
             "scene": SceneConfig(size=32, frames=8, num_classes=4),

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .engine import batched_inference
+
 __all__ = [
     "PointPairs",
     "sample_point_pairs",
@@ -607,17 +609,8 @@ class DepthLossTerm:
 @torch.no_grad()
 def predict_depth(net: nn.Module, images: torch.Tensor, batch_size: int = 64, downsample: int = 1) -> torch.Tensor:
     """Run ``net`` in eval mode over ``images`` ``(N, 3, H, W)`` in batches; returns ``(N, 1, h, w)`` on CPU."""
-    was_training = net.training
-    net.eval()
-    dev = next(net.parameters()).device
-    out = []
-    for i in range(0, images.shape[0], batch_size):
-        x = images[i : i + batch_size].to(dev)
-        if downsample > 1:
-            x = F.avg_pool2d(x, downsample)
-        out.append(net(x).float().cpu())
-    net.train(was_training)
-    return torch.cat(out)
+    return batched_inference(lambda x: net(F.avg_pool2d(x, downsample) if downsample > 1 else x), images,
+                             batch_size, model=net)
 
 
 # ----------------------------------------------------------------------------- training

@@ -29,6 +29,10 @@ A minimal use::
 
     trainer = Trainer({"model": net}, {"model": torch.optim.Adam(net.parameters())}, step)
     history = trainer.fit(loader, steps=1000)
+
+After training, :func:`batched_inference` runs a model over many inputs the one way every method
+module does: no gradients, evaluation mode, batches on the model's device, results collected on
+the CPU.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm.auto import tqdm
 
 from .files import atomic_torch_save
 from .runtime import cpu_bf16_support, get_device
@@ -62,6 +67,7 @@ __all__ = [
     "shard_batch",
     "resolve_amp",
     "amp_label",
+    "batched_inference",
 ]
 
 StepFn = Callable[["Trainer", Any], Mapping[str, Any]]
@@ -509,8 +515,6 @@ class Trainer:
             self.resume()
         for m in self.raw_models.values():
             m.train()
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=steps, initial=min(self.step, steps), desc=self.desc,
                    disable=not (self.progress and self.is_main), dynamic_ncols=True, leave=True)
         try:
@@ -590,3 +594,45 @@ def fit(
     trainer = Trainer({"model": model}, {"model": optimizer}, supervised_step(loss_fn), **trainer_kwargs)
     trainer.fit(data, steps, resume=resume)
     return trainer
+
+
+@torch.no_grad()
+def batched_inference(
+    fn: Callable[[torch.Tensor], Any],
+    inputs: torch.Tensor,
+    batch_size: int,
+    *,
+    model: Optional[nn.Module] = None,
+    device: Union[str, torch.device, None] = None,
+    out_device: Union[str, torch.device] = "cpu",
+) -> Any:
+    """Apply ``fn`` to ``inputs`` in chunks of ``batch_size`` (along dim 0) and concatenate the results.
+
+    No gradients are recorded. Each chunk is moved to ``device`` (default: the device of ``model``'s
+    parameters, else the inputs' own); every result comes back as float32 on ``out_device``. When
+    ``model`` is given it runs in evaluation mode and gets its previous mode back afterwards, also
+    when ``fn`` raises. ``fn`` may return one tensor or a tuple of tensors (each is concatenated).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if inputs.shape[0] == 0:
+        raise ValueError("batched_inference got no inputs (an empty first dimension)")
+    if device is None:
+        first = next(model.parameters(), None) if model is not None else None
+        dev = first.device if first is not None else inputs.device
+    else:
+        dev = torch.device(device)
+    was_training = model.training if model is not None else False
+    if model is not None:
+        model.eval()
+    outs: List[Any] = []
+    try:
+        for chunk in inputs.split(batch_size):
+            o = fn(chunk.to(dev))
+            outs.append(tuple(v.float().to(out_device) for v in o) if isinstance(o, tuple) else o.float().to(out_device))
+    finally:
+        if model is not None:
+            model.train(was_training)
+    if isinstance(outs[0], tuple):
+        return tuple(torch.cat([o[k] for o in outs]) for k in range(len(outs[0])))
+    return torch.cat(outs)

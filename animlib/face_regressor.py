@@ -27,7 +27,7 @@ from .data.faces import (
     sample_motion,
     unit_to_motion,
 )
-from .engine import Trainer
+from .engine import Trainer, batched_inference
 
 __all__ = ["FaceRegressorConfig", "FaceParamRegressor", "train_face_regressor"]
 
@@ -84,16 +84,13 @@ class FaceParamRegressor(nn.Module):
         """
         lead = images.shape[:-3]
         flat = images.reshape(-1, *images.shape[-3:])
-        dev = next(self.parameters()).device
-        was_training = self.training
-        self.eval()
-        ids, mots = [], []
-        for i in range(0, flat.shape[0], batch_size):
-            pi, pm = self(flat[i : i + batch_size].to(dev).float())
-            ids.append(pi.float().to(images.device))
-            mots.append(unit_to_motion(pm.float()).to(images.device))
-        self.train(was_training)
-        return torch.cat(ids).reshape(*lead, -1), torch.cat(mots).reshape(*lead, -1)
+
+        def read_chunk(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            pi, pm = self(x.float())
+            return pi, unit_to_motion(pm.float())
+
+        ids, mots = batched_inference(read_chunk, flat, batch_size, model=self, out_device=images.device)
+        return ids.reshape(*lead, -1), mots.reshape(*lead, -1)
 
 
 def train_face_regressor(

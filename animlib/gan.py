@@ -33,6 +33,7 @@ from typing import Callable, Dict, Mapping, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = [
     "d_loss_bce",
@@ -174,8 +175,6 @@ def spectral_norm_all(module: nn.Module) -> nn.Module:
     forward pass), so every layer is 1-Lipschitz and D cannot become arbitrarily steep. Returns the
     same module, modified in place.
     """
-    from torch.nn.utils.parametrizations import spectral_norm
-
     for m in list(module.modules()):
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and not hasattr(m, "parametrizations"):
             spectral_norm(m)

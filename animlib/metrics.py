@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .backbones import MobileNetV2Features
+from .engine import batched_inference
 from .runtime import get_device
 
 __all__ = ["laplacian_energy", "mobilenet_descriptor", "feature_distance"]
@@ -60,11 +61,12 @@ def mobilenet_descriptor(
     def feat(images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected RGB images (B, 3, H, W) in [0, 1]; got {tuple(images.shape)}.")
-        outs = []
-        for chunk in images.split(batch_size):
-            x = F.interpolate(chunk.to(dev).float(), size=(size, size), mode="bilinear", align_corners=False)
-            outs.append(F.adaptive_avg_pool2d(net(x)[name], grid).flatten(1).cpu())
-        return torch.cat(outs)
+
+        def describe(chunk: torch.Tensor) -> torch.Tensor:
+            x = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", align_corners=False)
+            return F.adaptive_avg_pool2d(net(x)[name], grid).flatten(1)
+
+        return batched_inference(describe, images, batch_size, model=net)
 
     feat.net = net  # type: ignore[attr-defined]
     return feat

@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import torch
 
+from . import __version__
 from .files import atomic_write_text, sha256_file
 
 PROFILES = ("quick", "full")
@@ -268,8 +269,6 @@ class ChapterRun:
 
     def write_metrics(self, metrics: Dict[str, Any], **extra: Any) -> Dict[str, Any]:
         """Write ``metrics`` plus provenance to ``<out_dir>/metrics.json`` (atomically) and return it."""
-        import animlib
-
         record: Dict[str, Any] = {}
         for k, v in {**metrics, **extra}.items():
             if isinstance(v, torch.Tensor):
@@ -286,7 +285,7 @@ class ChapterRun:
             git_commit=_git_commit(),
             python=platform.python_version(),
             torch=torch.__version__,
-            animlib=animlib.__version__,
+            animlib=__version__,
             pretrained_weights_sha256=dict(self.weights),
             **precision_provenance(),
         )

@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .engine import Trainer, batched_inference
+
 __all__ = [
     "ConvVAEConfig",
     "ConvVAE",
@@ -276,8 +278,6 @@ def train_vae(vae: ConvVAE, data: Union[Iterable, Callable], steps: int, *, lr: 
     ``data`` is a ``DataLoader`` (re-iterated each epoch) or a callable ``data(step)``. Extra keyword
     arguments go to the Trainer (checkpoints, grad clipping, ...).
     """
-    from .engine import Trainer
-
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
     trainer = Trainer({"vae": vae}, {"vae": opt}, make_vae_step(beta, warmup_steps, sample=sample), device=device,
                       amp=amp, progress=progress, desc=desc, **trainer_kwargs)
@@ -289,24 +289,17 @@ def train_vae(vae: ConvVAE, data: Union[Iterable, Callable], steps: int, *, lr: 
 # ----------------------------------------------------------------------------------------------
 # using a trained VAE
 # ----------------------------------------------------------------------------------------------
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def encode_mean(vae: ConvVAE, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """μ(x) for images (N, C, H, W), in batches, on the model's device -> (N, D) on x's device."""
-    dev = _device_of(vae)
-    out = [vae.encode(x[i : i + batch_size].to(dev))[0].float() for i in range(0, x.shape[0], batch_size)]
-    return torch.cat(out).to(x.device)
+    return batched_inference(lambda chunk: vae.encode(chunk)[0], x, batch_size, model=vae, out_device=x.device)
 
 
 @torch.no_grad()
 def decode(vae: ConvVAE, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Images sigmoid(dec(z)) for latents (N, D) -> (N, C, H, W) in [0, 1]."""
-    dev = _device_of(vae)
-    out = [torch.sigmoid(vae.decode(z[i : i + batch_size].to(dev)).float()) for i in range(0, z.shape[0], batch_size)]
-    return torch.cat(out).to(z.device)
+    return batched_inference(lambda chunk: torch.sigmoid(vae.decode(chunk).float()), z, batch_size, model=vae,
+                             out_device=z.device)
 
 
 @torch.no_grad()

@@ -43,7 +43,11 @@ from typing import Callable, Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
+
+from .engine import Trainer, batched_inference
+from .runtime import check_profile
 
 __all__ = [
     "GRUAEConfig",
@@ -440,8 +444,6 @@ def profile_settings(profile: str) -> Dict[str, object]:
     pre-trained for 200 steps and 160 steps per model. ``full`` (GPU): the source's reference settings:
     64 x 64, T = 16, widths 32..512, Adam 1e-4 with weight decay 1e-5, batch 16, 10,000 iterations.
     """
-    from .runtime import check_profile
-
     if check_profile(profile) == "quick":
         cfg = GRUAEConfig(frames=8, image_size=32, widths=(32, 64, 64), stem_stride=2, z_dim=64, gru_hidden=100,
                           latent_dropout=0.5)
@@ -522,8 +524,6 @@ def train_autoencoder(
     (a ``DataLoader``; ``(clips, labels)`` pairs are accepted, labels are ignored). Returns the trainer
     (``.history`` holds the loss per step).
     """
-    from .engine import Trainer
-
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     if schedule == "constant":
         schedulers = None
@@ -560,14 +560,10 @@ def reconstruct(model: nn.Module, clips: torch.Tensor, batch_size: int = 64, mod
     if mode == "predict" and not hasattr(model, "predict"):
         raise ValueError(f"{type(model).__name__} cannot predict frames from their past; use mode='reconstruct'")
     dev = next(model.parameters()).device if device is None else torch.device(device)
+    if len(clips) == 0:
+        return clips.new_empty(clips.shape)
     fn = model if mode == "reconstruct" else model.predict
-    was_training = model.training
-    model.eval()
-    try:
-        outs = [fn(clips[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(clips), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(outs) if outs else clips.new_empty(clips.shape)
+    return batched_inference(fn, clips, batch_size, model=model, device=dev)
 
 
 @torch.no_grad()
@@ -633,16 +629,12 @@ def anomaly_auc(normal_scores, anomalous_scores) -> float:
     It is the probability that a random anomalous clip scores higher than a random normal clip
     (ties count one half): 1.0 separates them perfectly, 0.5 is chance.
     """
-    from sklearn.metrics import roc_auc_score
-
     y, s = _labels_scores(normal_scores, anomalous_scores)
     return float(roc_auc_score(y, s))
 
 
 def roc(normal_scores, anomalous_scores) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """False-positive rates, true-positive rates and thresholds (``sklearn.metrics.roc_curve``)."""
-    from sklearn.metrics import roc_curve
-
     y, s = _labels_scores(normal_scores, anomalous_scores)
     fpr, tpr, thr = roc_curve(y, s)
     return fpr, tpr, thr

@@ -33,8 +33,15 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
+import imageio.v3 as iio
+import imageio_ffmpeg
+import matplotlib
 import numpy as np
 import torch
+from matplotlib.animation import FuncAnimation
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
 
 from .files import atomic_target
 
@@ -263,13 +270,11 @@ def _pyplot():
     A backend set by the user, by ``MPLBACKEND`` or by a Jupyter kernel (the inline backend) is left
     alone; this runs at first use, never at import.
     """
-    import matplotlib
-
     if not os.environ.get("MPLBACKEND") and "ipykernel" not in sys.modules and _no_display():
         getter = getattr(matplotlib.rcParams, "_get_backend_or_none", None)
         if getter is not None and getter() is None:
             matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at the top: importing pyplot picks a backend (see above)
 
     return plt
 
@@ -288,7 +293,7 @@ def _hide_ticks(ax) -> None:
 def _html_object(markup: str):
     """An object that notebooks render as HTML: ``IPython.display.HTML`` when IPython is present."""
     try:
-        from IPython.display import HTML
+        from IPython.display import HTML  # optional: the plain-Python fallback below needs no IPython
     except ImportError:  # pragma: no cover - IPython ships with every notebook install
         return _PlainHTML(markup)
     return HTML(markup)
@@ -343,11 +348,6 @@ def _animate_panels(
     embed_limit_mb: float,
 ):
     """Render uint8 clips (each (T_i, H_i, W_i, 3)) side by side as a jshtml animation."""
-    import matplotlib
-    from matplotlib.animation import FuncAnimation
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if not (isinstance(fps, numbers.Real) and fps > 0):
         raise ValueError(f"fps must be a positive number; got {fps!r}")
     if titles is not None and len(titles) != len(clips):
@@ -527,8 +527,6 @@ def save_gif(
         Pillow (exact for up to 256 colours per frame). Pillow merges identical consecutive frames
         into one longer frame, so such a GIF holds fewer frames but plays for the same time.
     """
-    import imageio.v3 as iio
-
     if not (isinstance(fps, numbers.Real) and fps > 0):
         raise ValueError(f"fps must be a positive number; got {fps!r}")
     if loop is not None and not (isinstance(loop, numbers.Integral) and loop >= 0):
@@ -573,8 +571,6 @@ def save_mp4(
         The written file. yuv420p needs even sizes: an odd height or width is padded by repeating
         the last row or column, so the video may be one pixel larger than the frames.
     """
-    import imageio_ffmpeg
-
     if not (isinstance(fps, numbers.Real) and fps > 0):
         raise ValueError(f"fps must be a positive number; got {fps!r}")
     if not (0 <= quality <= 10):
@@ -937,8 +933,6 @@ def plot_history(
 # ----------------------------------------------------------------------------------------------
 def _png_bytes(frame: np.ndarray) -> bytes:
     """One uint8 (H, W, 3) frame -> PNG bytes."""
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(frame).save(buf, format="PNG")
     return buf.getvalue()
@@ -978,7 +972,7 @@ def scrub_widget(
         raise ValueError("scrub_widget got an empty dict of sequences")
     arrays = {str(k): to_uint8_frames(v, value_range) for k, v in seqs.items()}  # each (T, H, W, 3)
     try:
-        import ipywidgets as widgets
+        import ipywidgets as widgets  # optional (the "notebook" extra): without it, a static animation
     except ImportError:
         if named:
             return animate_side_by_side(arrays, fps=fps, value_range=(0, 255))

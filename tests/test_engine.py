@@ -367,3 +367,31 @@ def test_ddp_two_processes_matches_single_process(tmp_path):
     assert moved
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6)
+
+
+def test_batched_inference_matches_one_pass_and_restores_the_mode():
+    from animlib.engine import batched_inference
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5))  # dropout: eval mode must be on inside
+    net.train()
+    x = torch.randn(10, 3)
+    want = net.eval()(x).detach()
+    net.train()
+    got = batched_inference(net, x, 4, model=net)
+    torch.testing.assert_close(got, want)
+    assert net.training and not got.requires_grad and got.device.type == "cpu"
+    a, b = batched_inference(lambda c: (net(c), c.sum(1)), x, 3, model=net)
+    torch.testing.assert_close(a, want)
+    torch.testing.assert_close(b, x.sum(1))
+
+    def boom(c):
+        raise RuntimeError("inside")
+
+    with pytest.raises(RuntimeError, match="inside"):
+        batched_inference(boom, x, 4, model=net)
+    assert net.training  # restored after the exception
+    with pytest.raises(ValueError, match="no inputs"):
+        batched_inference(net, x[:0], 4, model=net)
+    with pytest.raises(ValueError, match="batch_size"):
+        batched_inference(net, x, 0)

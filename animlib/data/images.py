@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Tuple
 
 import numpy as np
+import skimage.data
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFilter
 from torch import Tensor
 
 __all__ = ["SAMPLE_PHOTOS", "sample_image", "brushstroke_painting"]
@@ -37,8 +39,6 @@ def sample_image(name: str, short_side: int | None = None, size: Tuple[int, int]
     that aspect ratio and resizes to exactly ``(H, W)`` (e.g. the source's 512x640). Gray images are
     repeated to 3 channels.
     """
-    import skimage.data
-
     loader = getattr(skimage.data, name, None)
     if loader is None or not callable(loader):
         raise ValueError(f"skimage.data has no image {name!r}; try one of {SAMPLE_PHOTOS}")
@@ -75,8 +75,6 @@ def brushstroke_painting(
     random flow field, so no image file or licence is involved). Returns ``(3, H, W)`` in [0, 1].
     ``strokes`` defaults to about one stroke per 18 pixels.
     """
-    from PIL import Image, ImageDraw, ImageFilter
-
     h, w = int(size[0]), int(size[1])
     if h < 8 or w < 8:
         raise ValueError(f"size must be at least 8x8, got {size}")
