@@ -31,7 +31,7 @@ This reading of the source's unspecified "decoder" is ours, and the chapters say
 The DRQN reward is ``r_t = -reward_scale · MSE(ŷ_{t+1}, y_{t+1})`` (plus, optionally,
 ``realism_weight · log D(ŷ_{t+1})``); training is on-policy: every iteration runs fresh ε-greedy
 rollouts and regresses ``Q(s_t, a_t)`` on Double-DQN targets from a slowly updated target copy
-(:func:`drqn_step`). Recurrent states make replayed transitions stale, so we do not replay.
+(:class:`DRQNStep`). Recurrent states make replayed transitions stale, so we do not replay.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from torch import nn
 
 from .convlstm import ConvLSTMCell
 from .data.scenes import SceneConfig
+from .engine import Trainer
 from .gan import alternating_step, d_loss_bce
 from .rl import bellman_targets, epsilon_greedy, sync_target
 from .runtime import check_profile
@@ -61,9 +62,9 @@ __all__ = [
     "FrameDiscriminator",
     "QHead",
     "CinemagraphDRQN",
-    "generator_step",
+    "GeneratorStep",
     "DRQNSchedule",
-    "drqn_step",
+    "DRQNStep",
     "drqn_lr_schedule",
     "cinemagraph_metrics",
     "evaluate_generator",
@@ -411,9 +412,8 @@ def _targets(batch: Dict[str, torch.Tensor], n_frames: int) -> torch.Tensor:
     return frames[:, idx]  # (B, n, C, H, W)
 
 
-def generator_step(trainer, batch: Dict[str, torch.Tensor], adv_weight: float = 0.0,
-                   n_frames: Optional[int] = None, disc_frames: Optional[int] = None,
-                   gen: str = "g", disc: str = "d") -> Dict[str, float]:
+@dataclass
+class GeneratorStep:
     """One update of the recurrent generator with eq. (10): MSE + ``adv_weight`` · (−log D(G(x))).
 
     Without a discriminator (``disc`` not in ``trainer.models``, or ``adv_weight == 0``) it is plain
@@ -422,35 +422,44 @@ def generator_step(trainer, batch: Dict[str, torch.Tensor], adv_weight: float = 
     clip (default: all), real and generated alike; the alternating D/G updates are
     :func:`animlib.gan.alternating_step`'s.
     """
-    frames = batch["frames"]  # (B, T, C, H, W)
-    n = n_frames or frames.shape[1]
-    target = _targets(batch, n)  # (B, n, C, H, W)
-    G = trainer.models[gen]
-    use_d = disc in trainer.models and adv_weight > 0
-    idx = torch.arange(n)
-    if use_d and disc_frames is not None and disc_frames < n:
-        idx = torch.randperm(n)[:disc_frames].sort().values
-    out: Dict[str, torch.Tensor] = {}
 
-    def generate():
-        with trainer.autocast():
-            fake = G(frames[:, 0], n)  # (B, n, C, H, W)
-        out["mse"] = F.mse_loss(fake.float(), target)
-        return fake[:, idx].flatten(0, 1), {"mse": out["mse"]}
+    adv_weight: float = 0.0  # λ_adv of eq. (10)
+    n_frames: Optional[int] = None  # frames to generate (None: the clip's length T)
+    disc_frames: Optional[int] = None  # time steps per clip that D judges (None: all)
+    gen: str = "g"  # the trainer's generator
+    disc: str = "d"  # the trainer's discriminator (if it has one)
 
-    if use_d:
-        metrics = alternating_step(trainer, target[:, idx].flatten(0, 1), generate, gen=gen, disc=disc,
-                                   loss="bce", adv_weight=adv_weight)
-        metrics["loss"] = metrics["mse"]
-        return metrics
-    generate()
-    trainer.optimize(out["mse"], gen)
-    return {"loss": float(out["mse"].detach()), "mse": float(out["mse"].detach())}
+    def __call__(self, trainer: Trainer, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        adv_weight, n_frames, disc_frames, gen, disc = self.adv_weight, self.n_frames, self.disc_frames, self.gen, self.disc
+        frames = batch["frames"]  # (B, T, C, H, W)
+        n = n_frames or frames.shape[1]
+        target = _targets(batch, n)  # (B, n, C, H, W)
+        G = trainer.models[gen]
+        use_d = disc in trainer.models and adv_weight > 0
+        idx = torch.arange(n)
+        if use_d and disc_frames is not None and disc_frames < n:
+            idx = torch.randperm(n)[:disc_frames].sort().values
+        out: Dict[str, torch.Tensor] = {}
+
+        def generate():
+            with trainer.autocast():
+                fake = G(frames[:, 0], n)  # (B, n, C, H, W)
+            out["mse"] = F.mse_loss(fake.float(), target)
+            return fake[:, idx].flatten(0, 1), {"mse": out["mse"]}
+
+        if use_d:
+            metrics = alternating_step(trainer, target[:, idx].flatten(0, 1), generate, gen=gen, disc=disc,
+                                       loss="bce", adv_weight=adv_weight)
+            metrics["loss"] = metrics["mse"]
+            return metrics
+        generate()
+        trainer.optimize(out["mse"], gen)
+        return {"loss": float(out["mse"].detach()), "mse": float(out["mse"].detach())}
 
 
 @dataclass
 class DRQNSchedule:
-    """Knobs of :func:`drqn_step` (defaults: the setting measured to work at 32×32, N = 4)."""
+    """Knobs of :class:`DRQNStep` (defaults: the setting measured to work at 32×32, N = 4)."""
 
     warmup: int = 150  # generator-only iterations (true-class actions) before Q-learning starts
     gamma: float = 0.5  # discount γ (the source's δ)
@@ -465,8 +474,8 @@ class DRQNSchedule:
     teacher_every: int = 1  # during Q-learning, run the teacher-forced generator update every k-th iteration
 
 
-def drqn_step(trainer, batch: Dict[str, torch.Tensor], schedule: DRQNSchedule, target_net: nn.Module,
-              model: str = "drqn", disc: str = "d", generator: Optional[torch.Generator] = None) -> Dict[str, float]:
+@dataclass
+class DRQNStep:
     """One DRQN iteration: generator MSE with true-class actions, then (after the warm-up) Q-learning.
 
     Q-learning part: an ε-greedy rollout whose chosen actions drive the decoder; rewards
@@ -476,62 +485,71 @@ def drqn_step(trainer, batch: Dict[str, torch.Tensor], schedule: DRQNSchedule, t
     The generator MSE and the TD loss are summed and optimised together (the Q-loss gradient into
     the shared trunk is scaled by the model's ``q_grad_scale``).
     """
-    net: CinemagraphDRQN = trainer.models[model]
-    frames, labels = batch["frames"], batch["label"]
-    B, T = frames.shape[:2]
-    n = T
-    target = _targets(batch, n)  # (B, n, C, H, W)
-    teacher = labels[:, None].expand(B, n)
-    it = trainer.step
-    loss = torch.zeros((), device=frames.device)
-    metrics: Dict[str, float] = {}
-    if it < schedule.warmup or (it - schedule.warmup) % max(1, schedule.teacher_every) == 0:
-        with trainer.autocast():
-            out = net.rollout(frames[:, 0], n, policy=teacher)
-        gen_mse = F.mse_loss(out["frames"].float(), target)
-        loss = loss + schedule.teacher_weight * gen_mse
-        metrics["mse"] = float(gen_mse.detach())
-    if it >= schedule.warmup:
-        k = it - schedule.warmup
-        eps = schedule.eps_end + (schedule.eps_start - schedule.eps_end) * max(0.0, 1 - k / schedule.eps_steps)
-        with trainer.autocast():
-            ro = net.rollout(frames[:, 0], n, policy="epsilon", epsilon=eps, generator=generator,
-                             decoder_grad=False)  # the TD loss trains the Q-head and the trunk only
-        gen = ro["frames"].detach().float()  # (B, n, C, H, W)
-        with torch.no_grad():
-            err = (gen - target).pow(2).mean((2, 3, 4))  # (B, n)
-            rewards = -schedule.reward_scale * err
-            if schedule.realism_weight > 0 and disc in trainer.models:
-                logits = trainer.models[disc](gen.flatten(0, 1)).float().reshape(B, n)
-                rewards = rewards + schedule.realism_weight * F.logsigmoid(logits)
-            # States s_{t+1} are reached by feeding ŷ_{t+1}; input sequence x, ŷ_1..ŷ_{n-1}.
-            inputs = torch.cat([frames[:, :1], gen[:, :-1]], dim=1)
+
+    schedule: DRQNSchedule  # warm-up, γ, rewards, ε decay, loss weights
+    target_net: nn.Module  # the slowly updated copy of the DRQN (:func:`make_target`)
+    model: str = "drqn"  # the trainer's DRQN
+    disc: str = "d"  # the trainer's discriminator, used when ``schedule.realism_weight > 0``
+    generator: Optional[torch.Generator] = None  # seeds the ε-greedy choices
+
+    def __call__(self, trainer: Trainer, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        schedule, target_net, model, disc, generator = self.schedule, self.target_net, self.model, self.disc, self.generator
+        net: CinemagraphDRQN = trainer.models[model]
+        frames, labels = batch["frames"], batch["label"]
+        B, T = frames.shape[:2]
+        n = T
+        target = _targets(batch, n)  # (B, n, C, H, W)
+        teacher = labels[:, None].expand(B, n)
+        it = trainer.step
+        loss = torch.zeros((), device=frames.device)
+        metrics: Dict[str, float] = {}
+        if it < schedule.warmup or (it - schedule.warmup) % max(1, schedule.teacher_every) == 0:
             with trainer.autocast():
-                q_tgt = target_net.q_values(inputs).float()  # (B, n, N)
-            q_onl = ro["q"].detach().float()
-            next_t = torch.cat([q_tgt[:, 1:], torch.zeros_like(q_tgt[:, :1])], 1)
-            next_o = torch.cat([q_onl[:, 1:], torch.zeros_like(q_onl[:, :1])], 1)
-            dones = torch.zeros(B, n, device=gen.device)
-            dones[:, -1] = 1.0
-            y = bellman_targets(rewards.flatten(), next_t.flatten(0, 1), dones.flatten(),
-                                schedule.gamma, next_q_online=next_o.flatten(0, 1)).reshape(B, n)
-        q_sa = ro["q"].float().gather(2, ro["actions"][..., None].long()).squeeze(2)  # (B, n)
-        td = F.smooth_l1_loss(q_sa, y)
-        loss = loss + schedule.q_weight * td
-        metrics.update(td=float(td.detach()), reward=float(rewards.mean()), epsilon=eps,
-                       q_mean=float(q_sa.detach().mean()),
-                       greedy_acc=float((ro["q"].detach().argmax(2) == labels[:, None]).float().mean()))
-        if schedule.realism_weight > 0 and disc in trainer.models:
-            real_l = trainer.models[disc](target.flatten(0, 1))
-            fake_l = trainer.models[disc](gen.flatten(0, 1))
-            trainer.optimize(d_loss_bce(real_l.float(), fake_l.float()), disc)
-    trainer.optimize(loss, model)
-    if it >= schedule.warmup:
-        sync_target(target_net, net, schedule.target_tau)
-    elif it == schedule.warmup - 1:
-        sync_target(target_net, net, 1.0)
-    metrics["loss"] = float(loss.detach())
-    return metrics
+                out = net.rollout(frames[:, 0], n, policy=teacher)
+            gen_mse = F.mse_loss(out["frames"].float(), target)
+            loss = loss + schedule.teacher_weight * gen_mse
+            metrics["mse"] = float(gen_mse.detach())
+        if it >= schedule.warmup:
+            k = it - schedule.warmup
+            eps = schedule.eps_end + (schedule.eps_start - schedule.eps_end) * max(0.0, 1 - k / schedule.eps_steps)
+            with trainer.autocast():
+                ro = net.rollout(frames[:, 0], n, policy="epsilon", epsilon=eps, generator=generator,
+                                 decoder_grad=False)  # the TD loss trains the Q-head and the trunk only
+            gen = ro["frames"].detach().float()  # (B, n, C, H, W)
+            with torch.no_grad():
+                err = (gen - target).pow(2).mean((2, 3, 4))  # (B, n)
+                rewards = -schedule.reward_scale * err
+                if schedule.realism_weight > 0 and disc in trainer.models:
+                    logits = trainer.models[disc](gen.flatten(0, 1)).float().reshape(B, n)
+                    rewards = rewards + schedule.realism_weight * F.logsigmoid(logits)
+                # States s_{t+1} are reached by feeding ŷ_{t+1}; input sequence x, ŷ_1..ŷ_{n-1}.
+                inputs = torch.cat([frames[:, :1], gen[:, :-1]], dim=1)
+                with trainer.autocast():
+                    q_tgt = target_net.q_values(inputs).float()  # (B, n, N)
+                q_onl = ro["q"].detach().float()
+                next_t = torch.cat([q_tgt[:, 1:], torch.zeros_like(q_tgt[:, :1])], 1)
+                next_o = torch.cat([q_onl[:, 1:], torch.zeros_like(q_onl[:, :1])], 1)
+                dones = torch.zeros(B, n, device=gen.device)
+                dones[:, -1] = 1.0
+                y = bellman_targets(rewards.flatten(), next_t.flatten(0, 1), dones.flatten(),
+                                    schedule.gamma, next_q_online=next_o.flatten(0, 1)).reshape(B, n)
+            q_sa = ro["q"].float().gather(2, ro["actions"][..., None].long()).squeeze(2)  # (B, n)
+            td = F.smooth_l1_loss(q_sa, y)
+            loss = loss + schedule.q_weight * td
+            metrics.update(td=float(td.detach()), reward=float(rewards.mean()), epsilon=eps,
+                           q_mean=float(q_sa.detach().mean()),
+                           greedy_acc=float((ro["q"].detach().argmax(2) == labels[:, None]).float().mean()))
+            if schedule.realism_weight > 0 and disc in trainer.models:
+                real_l = trainer.models[disc](target.flatten(0, 1))
+                fake_l = trainer.models[disc](gen.flatten(0, 1))
+                trainer.optimize(d_loss_bce(real_l.float(), fake_l.float()), disc)
+        trainer.optimize(loss, model)
+        if it >= schedule.warmup:
+            sync_target(target_net, net, schedule.target_tau)
+        elif it == schedule.warmup - 1:
+            sync_target(target_net, net, 1.0)
+        metrics["loss"] = float(loss.detach())
+        return metrics
 
 
 def drqn_lr_schedule(optimizer: torch.optim.Optimizer, schedule: DRQNSchedule, total_steps: int,

@@ -42,6 +42,7 @@ import math
 import os
 import random
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Union
 
@@ -57,7 +58,7 @@ from .runtime import cpu_bf16_support, get_device
 __all__ = [
     "Trainer",
     "fit",
-    "supervised_step",
+    "SupervisedStep",
     "NonFiniteLossError",
     "save_checkpoint",
     "load_checkpoint",
@@ -569,16 +570,22 @@ class TensorState:
 __all__.append("TensorState")
 
 
-def supervised_step(loss_fn: Callable[[nn.Module, Any], torch.Tensor], name: str = "model") -> StepFn:
-    """A step function for the common case: ``loss = loss_fn(model, batch)``, one update."""
+@dataclass
+class SupervisedStep:
+    """The step for the common case: ``loss = loss_fn(model, batch)``, one update of ``models[name]``.
 
-    def step(t: Trainer, batch: Any) -> Dict[str, torch.Tensor]:
-        with t.autocast():
-            loss = loss_fn(t.models[name], batch)
-        t.optimize(loss.float(), name)
+    Like every parametrised step in the library, it is a dataclass: its settings are typed fields
+    and calling it with ``(trainer, batch)`` performs one step.
+    """
+
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor]  # (model, batch) -> scalar loss
+    name: str = "model"  # which of the trainer's models/optimisers to use
+
+    def __call__(self, trainer: Trainer, batch: Any) -> Dict[str, torch.Tensor]:
+        with trainer.autocast():
+            loss = self.loss_fn(trainer.models[self.name], batch)
+        trainer.optimize(loss.float(), self.name)
         return {"loss": loss.detach()}
-
-    return step
 
 
 def fit(
@@ -591,7 +598,7 @@ def fit(
 ) -> Trainer:
     """Supervised training in one call; returns the :class:`Trainer` (``.history``, ``.save()``)."""
     resume = trainer_kwargs.pop("resume", False)
-    trainer = Trainer({"model": model}, {"model": optimizer}, supervised_step(loss_fn), **trainer_kwargs)
+    trainer = Trainer({"model": model}, {"model": optimizer}, SupervisedStep(loss_fn), **trainer_kwargs)
     trainer.fit(data, steps, resume=resume)
     return trainer
 

@@ -21,19 +21,22 @@ name             discriminator loss                               generator loss
 
 Also here: :func:`spectral_norm_all` (a stability aid) and a GAN on 2-D points for watching
 mode collapse (chapter 6): :class:`ToyGenerator`, :class:`ToyDiscriminator` (optionally "packed",
-Lin et al. 2018, or seeing the minibatch spread, Karras et al. 2018) and :func:`make_toy_gan_step`;
+Lin et al. 2018, or seeing the minibatch spread, Karras et al. 2018) and :class:`ToyGANStep`;
 its data, a ring of Gaussians with known modes, is :mod:`animlib.data.rings`. The VAE-GAN of
 chapter 6 is :mod:`animlib.vaegan`; image measurements are :mod:`animlib.metrics`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from .engine import Trainer
 
 __all__ = [
     "d_loss_bce",
@@ -50,7 +53,7 @@ __all__ = [
     "spectral_norm_all",
     "ToyGenerator",
     "ToyDiscriminator",
-    "make_toy_gan_step",
+    "ToyGANStep",
 ]
 
 
@@ -241,15 +244,19 @@ class ToyDiscriminator(nn.Module):
         return self.net(h).squeeze(1)  # (B / pack,)
 
 
-def make_toy_gan_step(batch_size: int = 256, loss: str = "bce", label_smoothing: float = 0.0,
-                      generator: torch.Generator | None = None, d_steps: int = 1):
+@dataclass
+class ToyGANStep:
     """A Trainer step for the 2-D toy GAN: batches of real points come from the data source; G draws
     ``batch_size`` noise vectors and :func:`alternating_step` plays one round of the game."""
 
-    def step(t, real):
-        G = t.models["g"]
-        z = torch.randn(batch_size, G.latent_dim, generator=generator).to(t.device)
-        return alternating_step(t, real, lambda: (G(z), {}), loss=loss, label_smoothing=label_smoothing,
-                                d_steps=d_steps)
+    batch_size: int = 256  # noise vectors per step
+    loss: str = "bce"  # a name in :data:`GAN_LOSSES`
+    label_smoothing: float = 0.0  # one-sided: real targets at 1 - s
+    generator: torch.Generator | None = None  # seeds the noise
+    d_steps: int = 1  # discriminator updates per generator update
 
-    return step
+    def __call__(self, trainer: Trainer, real: torch.Tensor) -> Dict[str, float]:
+        G = trainer.models["g"]
+        z = torch.randn(self.batch_size, G.latent_dim, generator=self.generator).to(trainer.device)
+        return alternating_step(trainer, real, lambda: (G(z), {}), loss=self.loss,
+                                label_smoothing=self.label_smoothing, d_steps=self.d_steps)

@@ -51,7 +51,7 @@ __all__ = [
     "reconstruction_bce",
     "elbo_loss",
     "beta_at",
-    "make_vae_step",
+    "VAEStep",
     "train_vae",
     "encode_mean",
     "decode",
@@ -250,24 +250,28 @@ def _images(batch) -> torch.Tensor:
     return x
 
 
-def make_vae_step(beta: float = 1.0, warmup_steps: int = 0, name: str = "vae", sample: bool = True):
-    """A step function for :class:`animlib.engine.Trainer`: one Adam step on BCE + β(step)·KL.
+@dataclass
+class VAEStep:
+    """A step for :class:`animlib.engine.Trainer`: one optimiser step on BCE + β(step)·KL.
 
     Batches may be images or tuples whose first element is the images (as :class:`SyntheticFaces`
     yields). Logs ``loss``, ``bce``, ``kl`` and the current ``beta``. ``sample=False`` with
     ``beta=0`` trains the same network as a plain (deterministic) autoencoder.
     """
 
-    def step(t, batch):
-        x = _images(batch)
-        b = beta_at(t.step, beta, warmup_steps)
-        with t.autocast():
-            logits, mu, logvar, _ = t.models[name](x, sample=sample)
-        parts = elbo_loss(logits.float(), x, mu.float(), logvar.float(), b)
-        t.optimize(parts["loss"], name)
-        return {"loss": parts["loss"].detach(), "bce": parts["bce"].detach(), "kl": parts["kl"].detach(), "beta": b}
+    beta: float = 1.0  # the KL weight after the warm-up
+    warmup_steps: int = 0  # β rises linearly from 0 over these steps (:func:`beta_at`)
+    name: str = "vae"  # which of the trainer's models/optimisers to use
+    sample: bool = True  # decode z ~ q(z|x) (a VAE) or z = μ (an autoencoder)
 
-    return step
+    def __call__(self, trainer: Trainer, batch) -> Dict[str, torch.Tensor]:
+        x = _images(batch)
+        b = beta_at(trainer.step, self.beta, self.warmup_steps)
+        with trainer.autocast():
+            logits, mu, logvar, _ = trainer.models[self.name](x, sample=self.sample)
+        parts = elbo_loss(logits.float(), x, mu.float(), logvar.float(), b)
+        trainer.optimize(parts["loss"], self.name)
+        return {"loss": parts["loss"].detach(), "bce": parts["bce"].detach(), "kl": parts["kl"].detach(), "beta": b}
 
 
 def train_vae(vae: ConvVAE, data: Union[Iterable, Callable], steps: int, *, lr: float = 1e-3, beta: float = 1.0,
@@ -279,7 +283,7 @@ def train_vae(vae: ConvVAE, data: Union[Iterable, Callable], steps: int, *, lr: 
     arguments go to the Trainer (checkpoints, grad clipping, ...).
     """
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
-    trainer = Trainer({"vae": vae}, {"vae": opt}, make_vae_step(beta, warmup_steps, sample=sample), device=device,
+    trainer = Trainer({"vae": vae}, {"vae": opt}, VAEStep(beta, warmup_steps, sample=sample), device=device,
                       amp=amp, progress=progress, desc=desc, **trainer_kwargs)
     trainer.fit(data, steps)
     vae.eval()

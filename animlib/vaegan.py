@@ -8,19 +8,20 @@ adversarial (:class:`VAEGANWeights`). The VAE itself is :class:`animlib.vae.Conv
 - :class:`VAEGANDiscriminator`: the source's discriminator, 4 conv + 3 linear layers, with an
   optional spectral norm on every layer (Miyato et al. 2018, :func:`animlib.gan.spectral_norm_all`);
 - the three-part loss (:func:`vaegan_generator_loss`, :func:`vaegan_terms`) and a Trainer step
-  (:func:`make_vaegan_step`).
+  (:class:`VAEGANStep`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Dict, Tuple
 
 import torch
 from torch import nn
 
+from .engine import Trainer
 from .gan import alternating_step, get_gan_loss, spectral_norm_all
-from .vae import kl_divergence, reconstruction_bce, strided_conv_stack
+from .vae import beta_at, kl_divergence, reconstruction_bce, strided_conv_stack
 
 __all__ = [
     "VAEGANDiscriminatorConfig",
@@ -28,7 +29,7 @@ __all__ = [
     "VAEGANWeights",
     "vaegan_generator_loss",
     "vaegan_terms",
-    "make_vaegan_step",
+    "VAEGANStep",
 ]
 
 
@@ -121,25 +122,34 @@ def vaegan_terms(vae: nn.Module, x: torch.Tensor, weights: VAEGANWeights | None 
     return torch.sigmoid(logits.float()), terms
 
 
-def make_vaegan_step(weights: VAEGANWeights | None = None, *, loss: str = "bce", label_smoothing: float = 0.0,
-                     vae: str = "vae", disc: str = "d", adv_warmup_steps: int = 0):
+@dataclass
+class VAEGANStep:
     """A Trainer step for the VAE-GAN, as the source trains it: D on real vs VAE images, then the VAE
-    against D's verdict plus its KL and reconstruction terms (:func:`alternating_step`).
+    against D's verdict plus its KL and reconstruction terms (:func:`~animlib.gan.alternating_step`).
 
     ``adv_warmup_steps`` ramps the adversarial weight linearly from 0 (the VAE first learns to
-    reconstruct, so D has something face-like to judge). Logs ``d_loss``, ``g_loss``, ``g_adv``,
-    ``kl``, ``rec``, ``d_real`` (mean D(x)) and ``d_fake`` (mean D(x̂)).
+    reconstruct, so D has something face-like to judge); ``kl_warmup_steps`` ramps the KL weight the
+    same way (:func:`animlib.vae.beta_at`), as a plain VAE's training does. Logs ``d_loss``,
+    ``g_loss``, ``g_adv``, ``kl``, ``rec``, ``d_real`` (mean D(x)) and ``d_fake`` (mean D(x̂)).
     """
-    w = weights or VAEGANWeights()
 
-    def step(t, batch):
+    weights: VAEGANWeights = field(default_factory=VAEGANWeights)  # the three parts' weights
+    loss: str = "bce"  # the adversarial loss, a name in :data:`animlib.gan.GAN_LOSSES`
+    label_smoothing: float = 0.0  # one-sided: real targets at 1 - s
+    vae: str = "vae"  # the trainer's VAE
+    disc: str = "d"  # the trainer's discriminator
+    adv_warmup_steps: int = 0  # steps over which the adversarial weight rises from 0
+    kl_warmup_steps: int = 0  # steps over which the KL weight rises from 0
+
+    def __call__(self, trainer: Trainer, batch) -> Dict[str, torch.Tensor]:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        ramp = 1.0 if adv_warmup_steps <= 0 else min(1.0, t.step / adv_warmup_steps)
+        w = self.weights
+        if self.kl_warmup_steps > 0:
+            w = replace(w, kl=beta_at(trainer.step, w.kl, self.kl_warmup_steps))
+        ramp = 1.0 if self.adv_warmup_steps <= 0 else min(1.0, trainer.step / self.adv_warmup_steps)
         out = alternating_step(
-            t, x, lambda: vaegan_terms(t.models[vae], x, w, t.autocast), gen=vae, disc=disc, loss=loss,
-            adv_weight=w.adv * ramp, label_smoothing=label_smoothing,
+            trainer, x, lambda: vaegan_terms(trainer.models[self.vae], x, w, trainer.autocast), gen=self.vae,
+            disc=self.disc, loss=self.loss, adv_weight=w.adv * ramp, label_smoothing=self.label_smoothing,
         )
         out["loss"] = out["g_loss"]
         return out
-
-    return step

@@ -29,7 +29,7 @@ Differences from the public reference code of the source (satolab12/GRU-Autoenco
 Contents, helpers -> blocks -> models -> training -> anomaly scores:
 :class:`GRUCell` / :class:`GRU` (our GRU, parameter-compatible with ``torch.nn.GRUCell``),
 :class:`FrameEncoder`, :class:`FrameDecoder`, :class:`GRUAutoencoder`, :class:`PerFrameAutoencoder`,
-:class:`ClipLatentAutoencoder`, :func:`clip_batches`, :func:`reconstruction_step`,
+:class:`ClipLatentAutoencoder`, :func:`clip_batches`, :class:`ReconstructionStep`,
 :func:`train_autoencoder`, :func:`frame_errors`, :func:`clip_scores`, :func:`anomaly_auc`,
 :func:`roc`, :func:`regularity_score`.
 """
@@ -64,7 +64,7 @@ __all__ = [
     "check_clips",
     "clip_batches",
     "reconstruction_loss",
-    "reconstruction_step",
+    "ReconstructionStep",
     "train_autoencoder",
     "reconstruct",
     "frame_errors",
@@ -498,12 +498,22 @@ def reconstruction_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(model(x), x)
 
 
-def reconstruction_step(trainer, batch: torch.Tensor, name: str = "model") -> Dict[str, torch.Tensor]:
-    """Engine step function: one Adam update of ``trainer.models[name]`` on the reconstruction MSE."""
-    with trainer.autocast():
-        loss = reconstruction_loss(trainer.models[name], batch)
-    trainer.optimize(loss.float(), name)
-    return {"loss": loss.detach()}
+@dataclass
+class ReconstructionStep:
+    """Engine step: one update of ``trainer.models[name]`` on the reconstruction MSE.
+
+    Batches are clips ``(B, T, C, H, W)`` or ``(clips, labels)`` pairs (labels are ignored).
+    """
+
+    name: str = "model"  # which of the trainer's models/optimisers to use
+
+    def __call__(self, trainer: Trainer, batch) -> Dict[str, torch.Tensor]:
+        if isinstance(batch, (list, tuple)):
+            batch = batch[0]
+        with trainer.autocast():
+            loss = reconstruction_loss(trainer.models[self.name], batch)
+        trainer.optimize(loss.float(), self.name)
+        return {"loss": loss.detach()}
 
 
 def train_autoencoder(
@@ -534,12 +544,7 @@ def train_autoencoder(
     else:
         raise ValueError(f"schedule must be 'constant' (the reference) or 'cosine', got {schedule!r}")
 
-    def step(trainer, batch):
-        if isinstance(batch, (list, tuple)):
-            batch = batch[0]
-        return reconstruction_step(trainer, batch)
-
-    trainer = Trainer({"model": model}, {"model": opt}, step, device=device, schedulers=schedulers,
+    trainer = Trainer({"model": model}, {"model": opt}, ReconstructionStep(), device=device, schedulers=schedulers,
                       **trainer_kwargs)
     trainer.fit(data, steps, eval_fn=eval_fn, eval_every=eval_every)
     return trainer

@@ -1,6 +1,5 @@
 """Tests for animlib.cinemagraph: shapes and gradients, the motion kernel, training that beats baselines."""
 
-import functools
 
 import pytest
 import torch
@@ -10,14 +9,14 @@ from animlib.cinemagraph import (
     CinemagraphDRQN,
     CinemagraphGenerator,
     DRQNSchedule,
+    DRQNStep,
     FrameDiscriminator,
+    GeneratorStep,
     apply_motion_kernel,
     best_matching_accuracy,
     cinemagraph_metrics,
-    drqn_step,
     evaluate_generator,
     evaluate_policy,
-    generator_step,
     profile_settings,
     scale_grad,
 )
@@ -158,7 +157,7 @@ def test_generator_learns_better_than_static_inside_mask():
     D = FrameDiscriminator(3, (8, 16))
     tr = Trainer({"g": G, "d": D}, {"g": torch.optim.Adam(G.parameters(), 1e-2),
                                     "d": torch.optim.Adam(D.parameters(), 2e-4)},
-                 functools.partial(generator_step, adv_weight=0.01, disc_frames=1), progress=False)
+                 GeneratorStep(adv_weight=0.01, disc_frames=1), progress=False)
     tr.fit(SceneStream(16, seed=0, **scene), 80)
     held = make_scenes(64, seed=99, **scene)
     m, _ = evaluate_generator(G, held.frames, held.mask)
@@ -176,7 +175,7 @@ def test_drqn_beats_random_policy_on_tiny_setting():
     sch = DRQNSchedule(warmup=40, eps_steps=30)
     g = torch.Generator().manual_seed(0)
     tr = Trainer({"drqn": net}, {"drqn": torch.optim.Adam(net.parameters(), 1e-2)},
-                 functools.partial(drqn_step, schedule=sch, target_net=tgt, generator=g), progress=False)
+                 DRQNStep(schedule=sch, target_net=tgt, generator=g), progress=False)
     tr.fit(SceneStream(16, seed=0, **scene), 90)
     assert "td" in tr.history[-1]
     held = make_scenes(64, seed=99, **scene)
@@ -196,13 +195,13 @@ def test_full_profile_one_step(chapter):
     if chapter == "generator":
         G, D = CinemagraphGenerator(cfg), FrameDiscriminator(cfg.channels, cfg.disc_widths)
         tr = Trainer({"g": G, "d": D}, {"g": torch.optim.Adam(G.parameters()), "d": torch.optim.Adam(D.parameters())},
-                     functools.partial(generator_step, adv_weight=st["adv_weight"], disc_frames=st["disc_frames"]),
+                     GeneratorStep(adv_weight=st["adv_weight"], disc_frames=st["disc_frames"]),
                      progress=False, device="cpu")
     else:
         net = CinemagraphDRQN(cfg, num_actions=scene.num_classes)
         sch = DRQNSchedule(warmup=0, eps_steps=10)
         tr = Trainer({"drqn": net}, {"drqn": torch.optim.Adam(net.parameters())},
-                     functools.partial(drqn_step, schedule=sch, target_net=make_target(net)),
+                     DRQNStep(schedule=sch, target_net=make_target(net)),
                      progress=False, device="cpu")
     hist = tr.fit(lambda step: batch, 1)
     assert torch.isfinite(torch.tensor(hist[-1]["loss"]))
@@ -231,7 +230,7 @@ def test_drqn_step_warmup_then_q_learning_metrics():
     tgt = make_target(net)
     sch = DRQNSchedule(warmup=2, eps_steps=2, teacher_every=2)
     tr = Trainer({"drqn": net}, {"drqn": torch.optim.Adam(net.parameters(), 1e-3)},
-                 functools.partial(drqn_step, schedule=sch, target_net=tgt), progress=False)
+                 DRQNStep(schedule=sch, target_net=tgt), progress=False)
     hist = tr.fit(SceneStream(4, seed=0, **scene), 5)
     assert "td" not in hist[1] and "mse" in hist[1]  # warm-up: generator only
     assert "td" in hist[2] and "mse" in hist[2]  # first Q-learning iteration also trains the generator

@@ -17,6 +17,7 @@ from torch import nn
 from animlib import engine
 from animlib.engine import (
     NonFiniteLossError,
+    SupervisedStep,
     TensorState,
     Trainer,
     amp_label,
@@ -24,7 +25,6 @@ from animlib.engine import (
     load_checkpoint,
     resolve_amp,
     shard_batch,
-    supervised_step,
 )
 from animlib.files import atomic_torch_save
 from animlib.gan import alternating_step
@@ -61,7 +61,7 @@ def _train(steps, ckpt=None, resume=False, amp=None, total=None):
     net, opt, sched = _setup()
     if resume:  # a fresh process would start from other random numbers: disturb them on purpose
         torch.manual_seed(12345)
-    t = Trainer(net, opt, supervised_step(_loss), schedulers={"model": sched}, progress=False,
+    t = Trainer(net, opt, SupervisedStep(_loss), schedulers={"model": sched}, progress=False,
                 checkpoint_dir=ckpt, amp=amp)
     t.fit(_loader(), steps, resume=resume)
     return t, net
@@ -86,7 +86,7 @@ def test_resume_without_rng_restore_would_differ(tmp_path):
     net, opt, sched = _setup()
     net.load_state_dict(net0.state_dict())
     torch.manual_seed(999)
-    t = Trainer(net, opt, supervised_step(_loss), progress=False)
+    t = Trainer(net, opt, SupervisedStep(_loss), progress=False)
     t.step = 5
     t.fit(_loader(), 17)
     assert not all(torch.equal(a, b) for a, b in zip(ref.parameters(), net.parameters()))
@@ -324,14 +324,14 @@ def test_fit_helper_and_bad_inputs():
     with pytest.raises(ValueError, match="divisible"):
         shard_batch(torch.zeros(5, 2), 0, 2)
     with pytest.raises(ValueError, match="yielded no batches"):
-        Trainer(net, torch.optim.SGD(net.parameters(), 0.1), supervised_step(lambda m, b: m(b).sum()),
+        Trainer(net, torch.optim.SGD(net.parameters(), 0.1), SupervisedStep(lambda m, b: m(b).sum()),
                 progress=False).fit([], 1)
 
 
 DDP_SCRIPT = r"""
 import os, sys, torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
-from animlib.engine import Trainer, supervised_step
+from animlib.engine import Trainer, SupervisedStep
 from animlib.runtime import seed_everything
 torch.set_num_threads(1)
 seed_everything(0)
@@ -340,7 +340,7 @@ opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
 g = torch.Generator().manual_seed(3)
 X = torch.randn(10, 8, 4, generator=g)
 Y = X.sum(-1, keepdim=True).sin()
-t = Trainer(net, opt, supervised_step(lambda m, b: F.mse_loss(m(b[0]), b[1])), progress=False, device="cpu")
+t = Trainer(net, opt, SupervisedStep(lambda m, b: F.mse_loss(m(b[0]), b[1])), progress=False, device="cpu")
 t.fit(lambda s: (X[s], Y[s]), 10)
 if t.rank == 0:
     torch.save({k: v.clone() for k, v in t.unwrap().state_dict().items()}, sys.argv[1])

@@ -116,7 +116,7 @@ def test_toy_gan_learns_to_reach_the_ring():
     G, D = gan.ToyGenerator(8, 64, 2), gan.ToyDiscriminator(64, 2, pack=2)
     opts = {"g": torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.9)),
             "d": torch.optim.Adam(D.parameters(), 1e-3, betas=(0.5, 0.9))}
-    t = Trainer({"g": G, "d": D}, opts, gan.make_toy_gan_step(128, generator=g), device="cpu", progress=False)
+    t = Trainer({"g": G, "d": D}, opts, gan.ToyGANStep(128, generator=g), device="cpu", progress=False)
     x0 = G.sample(1000, g).detach()
     t.fit(lambda s: rings.ring_mixture(128, generator=g), 600)
     x1 = G.sample(1000, g).detach()

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from animlib.data.blobs import moving_blobs
-from animlib.engine import Trainer, supervised_step
+from animlib.engine import SupervisedStep, Trainer
 from animlib.nextframe import NextFrameConfig, NextFrameNet, next_frame_pairs, rollout
 from animlib.runtime import seed_everything
 
@@ -52,7 +52,7 @@ def test_learns_better_than_copying_the_last_frame():
         idx = torch.randint(0, len(x), (64,), generator=torch.Generator().manual_seed(step))
         return x[idx], y[idx]
 
-    Trainer(net, torch.optim.Adam(net.parameters(), 3e-3), supervised_step(lambda m, b: F.mse_loss(m(b[0]), b[1])),
+    Trainer(net, torch.optim.Adam(net.parameters(), 3e-3), SupervisedStep(lambda m, b: F.mse_loss(m(b[0]), b[1])),
             progress=False).fit(data, 150)
     with torch.no_grad():
         assert F.mse_loss(net(xt), yt) < 0.6 * F.mse_loss(xt[:, -1:], yt)
@@ -63,6 +63,6 @@ def test_full_profile_one_step():
     x, y = next_frame_pairs(clips)
     net = NextFrameNet(NextFrameConfig())
     before = [p.detach().clone() for p in net.parameters()]
-    Trainer(net, torch.optim.Adam(net.parameters(), 3e-3), supervised_step(lambda m, b: F.mse_loss(m(b[0]), b[1])),
+    Trainer(net, torch.optim.Adam(net.parameters(), 3e-3), SupervisedStep(lambda m, b: F.mse_loss(m(b[0]), b[1])),
             progress=False, device="cpu").fit(lambda s: (x[:1], y[:1]), 1)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))

@@ -10,6 +10,7 @@ from animlib.data.faces import SyntheticFaces, face_clips, render_faces, sample_
 from animlib.vae import (
     ConvVAE,
     ConvVAEConfig,
+    VAEStep,
     beta_at,
     elbo_loss,
     encode_mean,
@@ -18,7 +19,6 @@ from animlib.vae import (
     kl_monte_carlo,
     latent_difference_video,
     layer_counts,
-    make_vae_step,
     reconstruction_bce,
     reparam_grad,
     reparameterize,
@@ -142,7 +142,7 @@ def test_step_function_logs_beta():
     from animlib.engine import Trainer
 
     vae = ConvVAE(TINY)
-    t = Trainer({"vae": vae}, {"vae": torch.optim.Adam(vae.parameters())}, make_vae_step(1.0, 4), device="cpu",
+    t = Trainer({"vae": vae}, {"vae": torch.optim.Adam(vae.parameters())}, VAEStep(1.0, 4), device="cpu",
                 progress=False)
     hist = t.fit(lambda s: (torch.rand(4, 3, 16, 16),), 3)
     assert [h["beta"] for h in hist] == [0.0, 0.25, 0.5]
@@ -197,7 +197,7 @@ def test_full_profile_one_step():
     from animlib.engine import Trainer
 
     vae = ConvVAE(ConvVAEConfig())
-    t = Trainer({"vae": vae}, {"vae": torch.optim.Adam(vae.parameters(), 1e-3)}, make_vae_step(1.0), device="cpu",
+    t = Trainer({"vae": vae}, {"vae": torch.optim.Adam(vae.parameters(), 1e-3)}, VAEStep(1.0), device="cpu",
                 progress=False)
     before = [p.detach().clone() for p in vae.parameters()]
     hist = t.fit(lambda s: torch.rand(1, 3, 64, 64), 1)

@@ -41,7 +41,7 @@ def test_vaegan_step_trains_both_networks():
     vae = ConvVAE(ConvVAEConfig(image_size=16, latent_dim=4, width=4, dec_width=4))
     D = VG.VAEGANDiscriminator(VG.VAEGANDiscriminatorConfig(image_size=16, width=4, hidden=16))
     opts = {"vae": torch.optim.Adam(vae.parameters(), 1e-3), "d": torch.optim.Adam(D.parameters(), 1e-3)}
-    t = Trainer({"vae": vae, "d": D}, opts, VG.make_vaegan_step(label_smoothing=0.1), device="cpu", progress=False)
+    t = Trainer({"vae": vae, "d": D}, opts, VG.VAEGANStep(label_smoothing=0.1), device="cpu", progress=False)
     v0, d0 = [p.detach().clone() for p in vae.parameters()], [p.detach().clone() for p in D.parameters()]
     hist = t.fit(lambda s: torch.rand(4, 3, 16, 16), 2)
     assert set(hist[-1]) >= {"d_loss", "g_loss", "kl", "rec", "g_adv", "d_real", "d_fake"}
@@ -53,6 +53,6 @@ def test_full_profile_one_step():
     """The chapter's `full` VAE-GAN (3x64x64 VAE, latent 200, source discriminator): one step at batch 1."""
     vae, D = ConvVAE(ConvVAEConfig()), VG.VAEGANDiscriminator()
     opts = {"vae": torch.optim.Adam(vae.parameters(), 1e-4), "d": torch.optim.Adam(D.parameters(), 1e-4)}
-    t = Trainer({"vae": vae, "d": D}, opts, VG.make_vaegan_step(), device="cpu", progress=False)
+    t = Trainer({"vae": vae, "d": D}, opts, VG.VAEGANStep(), device="cpu", progress=False)
     hist = t.fit(lambda s: torch.rand(1, 3, 64, 64), 1)
     assert all(math.isfinite(v) for v in hist[-1].values())
