@@ -5,7 +5,7 @@ generates ``n`` frames ``Y = {y_1..y_n}`` from one still ``x`` with a convolutio
 an LSTM layer, recursively: the previous output is the next input, and a latent ``z`` carries the
 state. Two variants:
 
-1. **Recurrent model** (chapter 1). Encoder → peephole :class:`~animlib.convlstm.ConvLSTMCell` →
+1. **Recurrent model** (chapter 1). FrameEncoder → peephole :class:`~animlib.convlstm.ConvLSTMCell` →
    decoder, trained with the source's two-part loss
 
    .. math::  loss = |Y - G(x)|^2 + λ_{adv} · (-\\log D(G(x)))                           (10)
@@ -56,7 +56,7 @@ __all__ = [
     "CinemagraphConfig",
     "scale_grad",
     "apply_motion_kernel",
-    "Encoder",
+    "FrameEncoder",
     "MotionDecoder",
     "CinemagraphGenerator",
     "FrameDiscriminator",
@@ -136,7 +136,7 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 # ----------------------------------------------------------------------------- blocks
 
 
-class Encoder(nn.Module):
+class FrameEncoder(nn.Module):
     """Stride-2 convolutions: ``(B, C, H, W)`` -> latent ``(B, widths[-1], H/2^L, W/2^L)`` + skips."""
 
     def __init__(self, channels: int, widths: Sequence[int]):
@@ -165,7 +165,7 @@ class MotionDecoder(nn.Module):
 
     def __init__(self, cfg: CinemagraphConfig):
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         K, A = cfg.motion_kernel, cfg.num_actions
         kin = A if A > 0 else 2 * cfg.hidden
         self.kernel_mlp = nn.Sequential(nn.Linear(kin, cfg.kernel_hidden), nn.ReLU(),
@@ -188,20 +188,20 @@ class MotionDecoder(nn.Module):
 
     def kernel(self, h: torch.Tensor, onehot: Optional[torch.Tensor]) -> torch.Tensor:
         """The motion kernel ``(B, K, K)``, a softmax over the K² offsets."""
-        if self.cfg.num_actions > 0:
+        if self.config.num_actions > 0:
             if onehot is None:
                 raise ValueError("this decoder is action-conditioned (num_actions > 0): pass the one-hot action")
             feat = onehot.float()
         else:
             feat = torch.cat([h.mean((2, 3)), h.amax((2, 3))], dim=1).float()  # (B, 2*hidden)
-        K = self.cfg.motion_kernel
+        K = self.config.motion_kernel
         return torch.softmax(self.kernel_mlp(feat), dim=1).reshape(-1, K, K)
 
     def forward(self, h: torch.Tensor, prev: torch.Tensor, skips: List[torch.Tensor],
                 onehot: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """Eq. (11): returns the next ``frame``, its ``mask`` (B, 1, H, W) and ``kernel`` (B, K, K)."""
         z = h
-        if self.cfg.num_actions > 0:
+        if self.config.num_actions > 0:
             if onehot is None:
                 raise ValueError("this decoder is action-conditioned (num_actions > 0): pass the one-hot action")
             a = onehot.to(h.dtype)[:, :, None, None].expand(-1, -1, *h.shape[-2:])  # (B, N, h, w)
@@ -221,7 +221,7 @@ class MotionDecoder(nn.Module):
 
 
 class CinemagraphGenerator(nn.Module):
-    """Encoder → ConvLSTM → motion decoder, generating frames recursively from one still.
+    """FrameEncoder → ConvLSTM → motion decoder, generating frames recursively from one still.
 
     ``forward(x, n_frames, actions=None) -> frames`` ``(B, n, C, H, W)``: step ``t`` encodes the
     previous frame (``x`` at ``t = 0``), updates the ConvLSTM state (the latent ``z``) and decodes
@@ -236,16 +236,16 @@ class CinemagraphGenerator(nn.Module):
             cfg = replace(config or CinemagraphConfig(), **overrides)
         except TypeError as e:
             raise TypeError(f"unknown CinemagraphConfig field in {sorted(overrides)}: {e}") from None
-        self.cfg = cfg.validate()
-        self.encoder = Encoder(cfg.channels, cfg.widths)
+        self.config = cfg.validate()
+        self.encoder = FrameEncoder(cfg.channels, cfg.widths)
         self.lstm = ConvLSTMCell(cfg.widths[-1], cfg.hidden, cfg.lstm_kernel, cfg.peephole, cfg.peephole_size)
         self.decoder = MotionDecoder(cfg)
 
     def step(self, prev: torch.Tensor, state=None):
         """Encode ``prev`` and advance the ConvLSTM: returns ``(h, (h, c), skips)``."""
-        if prev.dim() != 4 or prev.shape[1] != self.cfg.channels:
-            raise ValueError(f"expected frames (B, {self.cfg.channels}, H, W), got {tuple(prev.shape)}")
-        div = 2 ** len(self.cfg.widths)
+        if prev.dim() != 4 or prev.shape[1] != self.config.channels:
+            raise ValueError(f"expected frames (B, {self.config.channels}, H, W), got {tuple(prev.shape)}")
+        div = 2 ** len(self.config.widths)
         if prev.shape[-1] % div or prev.shape[-2] % div:
             raise ValueError(f"image size {tuple(prev.shape[-2:])} must be divisible by {div} "
                              f"(2 ** number of encoder levels)")
@@ -260,7 +260,7 @@ class CinemagraphGenerator(nn.Module):
         then costs a fraction of the backward pass."""
         if n_frames < 1:
             raise ValueError(f"n_frames must be >= 1, got {n_frames}")
-        N = self.cfg.num_actions
+        N = self.config.num_actions
         prev, frames, info = x, [], {"mask": [], "kernel": [], "h": [], "action": []}
         for t in range(n_frames):
             h, state, skips = self.step(prev, state)
@@ -314,7 +314,7 @@ class QHead(nn.Module):
 
     def __init__(self, cfg: CinemagraphConfig):
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         self.proj = nn.Sequential(nn.Conv2d(cfg.hidden, cfg.q_hidden, 1), nn.ReLU())
         self.mlp = nn.Sequential(nn.Linear(2 * cfg.q_hidden + cfg.max_steps, cfg.q_hidden), nn.ReLU())
         self.adv = nn.Linear(cfg.q_hidden, cfg.num_actions)
@@ -322,10 +322,10 @@ class QHead(nn.Module):
 
     def forward(self, h: torch.Tensor, t: int) -> torch.Tensor:
         """Q-values (B, N) from the ConvLSTM state ``h`` (B, hidden, h, w) at step ``t``."""
-        if t >= self.cfg.max_steps:
-            raise ValueError(f"step {t} >= max_steps={self.cfg.max_steps}; raise CinemagraphConfig.max_steps")
+        if t >= self.config.max_steps:
+            raise ValueError(f"step {t} >= max_steps={self.config.max_steps}; raise CinemagraphConfig.max_steps")
         z = self.proj(h.float())  # (B, q_hidden, h, w)
-        step = F.one_hot(torch.full((h.shape[0],), t, device=h.device), self.cfg.max_steps).float()
+        step = F.one_hot(torch.full((h.shape[0],), t, device=h.device), self.config.max_steps).float()
         z = self.mlp(torch.cat([z.mean((2, 3)), z.amax((2, 3)), step], dim=1))  # (B, q_hidden)
         adv = self.adv(z)  # (B, N)
         if self.val is None:
@@ -347,7 +347,7 @@ class CinemagraphDRQN(nn.Module):
         cfg = replace(config or CinemagraphConfig(num_actions=4), **overrides)
         if cfg.num_actions < 2:
             raise ValueError("a DRQN needs num_actions >= 2 (set CinemagraphConfig(num_actions=N))")
-        self.cfg = cfg.validate()
+        self.config = cfg.validate()
         self.generator = CinemagraphGenerator(cfg)
         self.q_head = QHead(cfg)
         self.q_grad_scale = q_grad_scale
@@ -369,7 +369,7 @@ class CinemagraphDRQN(nn.Module):
         class, for teacher-forced generator training). Returns ``frames`` ``(B, n, C, H, W)``,
         ``q`` ``(B, n, N)`` (with graph), ``actions`` ``(B, n)``, ``masks`` ``(B, n, 1, H, W)``.
         """
-        B, N = x.shape[0], self.cfg.num_actions
+        B, N = x.shape[0], self.config.num_actions
         qs: List[torch.Tensor] = []
 
         def choose(t: int, h: torch.Tensor) -> torch.Tensor:

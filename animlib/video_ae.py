@@ -66,7 +66,7 @@ __all__ = [
     "reconstruction_loss",
     "ReconstructionStep",
     "train_autoencoder",
-    "reconstruct",
+    "reconstruct_clips",
     "frame_errors",
     "frame_surprise",
     "copy_frame_codec",
@@ -280,7 +280,7 @@ class FrameDecoder(nn.Module):
 
     def __init__(self, cfg: GRUAEConfig, in_dim: Optional[int] = None):
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         ws = cfg.widths
         self.fc = nn.Linear(in_dim or cfg.z_dim, ws[-1] * cfg.feature_size**2)
         layers = []
@@ -302,7 +302,7 @@ class FrameDecoder(nn.Module):
         self.out = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "none": lambda v: v}[cfg.output]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        s, w = self.cfg.feature_size, self.cfg.widths[-1]
+        s, w = self.config.feature_size, self.config.widths[-1]
         h = self.fc(z).view(-1, w, s, s)  # (N, w, s, s)
         return self.out(self.convs(h))  # (N, C, H, W)
 
@@ -315,21 +315,21 @@ class _VideoAE(nn.Module):
 
     def __init__(self, cfg: Optional[GRUAEConfig] = None):
         super().__init__()
-        self.cfg = cfg or GRUAEConfig()
-        self.encoder = FrameEncoder(self.cfg)
-        self.decoder = FrameDecoder(self.cfg)
+        self.config = cfg or GRUAEConfig()
+        self.encoder = FrameEncoder(self.config)
+        self.decoder = FrameDecoder(self.config)
 
     def encode_frames(self, x: torch.Tensor) -> torch.Tensor:
         """``z_t`` for every frame: ``(B, T, C, H, W) -> (B, T, z)``."""
-        check_clips(x, self.cfg)
+        check_clips(x, self.config)
         B, T = x.shape[:2]
         return self.encoder(x.flatten(0, 1)).view(B, T, -1)  # (B, T, z)
 
     def decode_frames(self, zhat: torch.Tensor) -> torch.Tensor:
         """Frames from ``ẑ_t``: ``(B, T, z) -> (B, T, C, H, W)``."""
         B, T = zhat.shape[:2]
-        return self.decoder(zhat.flatten(0, 1)).view(B, T, self.cfg.channels, self.cfg.image_size,
-                                                     self.cfg.image_size)
+        return self.decoder(zhat.flatten(0, 1)).view(B, T, self.config.channels, self.config.image_size,
+                                                     self.config.image_size)
 
     def latents(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -341,7 +341,7 @@ class _VideoAE(nn.Module):
     @property
     def bottleneck(self) -> int:
         """Numbers per clip that the encoder side hands to the decoder side, for ``cfg.frames`` frames."""
-        return self.cfg.frames * self.cfg.z_dim
+        return self.config.frames * self.config.z_dim
 
 
 class GRUAutoencoder(_VideoAE):
@@ -353,7 +353,7 @@ class GRUAutoencoder(_VideoAE):
 
     def __init__(self, cfg: Optional[GRUAEConfig] = None):
         super().__init__(cfg)
-        c = self.cfg
+        c = self.config
         self.gru = GRU(c.z_dim, c.gru_hidden, initial_state=c.initial_state, impl=c.gru_impl)
         self.readout = nn.Linear(c.gru_hidden, c.z_dim)  # ẑ_t = W h_t + b
         # The GRU's input for a frame it may not see (latent dropout in training, prediction at test).
@@ -362,7 +362,7 @@ class GRUAutoencoder(_VideoAE):
     def latents(self, x: torch.Tensor) -> torch.Tensor:
         """``ẑ_1..ẑ_T`` ``(B, T, z)``."""
         z = self.encode_frames(x)  # (B, T, z)
-        p = self.cfg.latent_dropout
+        p = self.config.latent_dropout
         if self.training and p > 0:
             drop = torch.rand(z.shape[:2], device=z.device) < p  # (B, T) frames the GRU must fill in
             z = torch.where(drop[..., None], self.missing.to(z.dtype), z)
@@ -407,7 +407,7 @@ class ClipLatentAutoencoder(_VideoAE):
 
     def __init__(self, cfg: Optional[GRUAEConfig] = None):
         super().__init__(cfg)
-        c = self.cfg
+        c = self.config
         code = c.frames * c.z_dim
         self.clip_encoder = GRU(c.z_dim, code, initial_state=c.initial_state, impl=c.gru_impl)
         self.clip_decoder = GRU(code, code, impl=c.gru_impl)
@@ -554,7 +554,7 @@ def train_autoencoder(
 # Reconstruction errors and anomaly scores
 # ----------------------------------------------------------------------------------------------
 @torch.no_grad()
-def reconstruct(model: nn.Module, clips: torch.Tensor, batch_size: int = 64, mode: str = "reconstruct",
+def reconstruct_clips(model: nn.Module, clips: torch.Tensor, batch_size: int = 64, mode: str = "reconstruct_clips",
                 device: Union[str, torch.device, None] = None) -> torch.Tensor:
     """``model(clips)`` (or ``model.predict(clips)`` with ``mode="predict"``) in eval mode, in batches.
 
@@ -578,7 +578,7 @@ def frame_errors(model: nn.Module, clips: torch.Tensor, batch_size: int = 64, mo
     ``mode="reconstruct"``: ``x̂`` is the reconstruction (the source's score); ``"predict"``: ``x̂_t``
     is predicted from frames before ``t`` (:meth:`GRUAutoencoder.predict`).
     """
-    out = reconstruct(model, clips, batch_size, mode=mode)
+    out = reconstruct_clips(model, clips, batch_size, mode=mode)
     return (out - clips.float().cpu()).pow(2).flatten(2).mean(-1)  # (N, T)
 
 

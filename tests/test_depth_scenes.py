@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from animlib.data import depth_scenes as ds
-from animlib.data.depth_scenes import Camera, Layout, SceneConfig, make_depth_scenes, render_layouts
+from animlib.data.depth_scenes import Camera, DepthSceneConfig, Layout, make_depth_scenes, render_layouts
 from animlib.depth import evaluate_pairs, lower_is_nearer, sample_point_pairs
 
 torch.set_num_threads(1)
@@ -59,14 +59,14 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="at least 4x4"):
         make_depth_scenes("street", 1, 2)
     with pytest.raises(ValueError, match="fov"):
-        make_depth_scenes("street", 1, 16, config=SceneConfig(fov_deg=0.0))
+        make_depth_scenes("street", 1, 16, config=DepthSceneConfig(fov_deg=0.0))
 
 
 def test_exact_depth_of_a_box_a_sphere_and_the_ground():
     H = W = 33  # odd: the centre pixel's ray is the optical axis
     fov = 60.0
     f = _focal(W, fov)
-    cfg = SceneConfig(fov_deg=fov, noise=0.0)
+    cfg = DepthSceneConfig(fov_deg=fov, noise=0.0)
     lay = _ground_only(1.5)
     box = np.asarray([[-1.0, 0.5, 10.0, 1.0, 2.5, 12.0]])
     mats = np.asarray([[0.5, 0.2, 0.2, ds.FLAT, 1.0, 0.1]])
@@ -96,7 +96,7 @@ def test_exact_depth_of_a_box_a_sphere_and_the_ground():
 
 def test_depth_is_z_depth_not_ray_length():
     # A wall facing the camera is at the same z-depth at every pixel, though rays to its edges are longer.
-    cfg = SceneConfig(fov_deg=60.0, noise=0.0)
+    cfg = DepthSceneConfig(fov_deg=60.0, noise=0.0)
     wall = Layout(camera=Camera(position=(0.0, 0.0, 0.0)), boxes=np.asarray([[-50.0, -50.0, 6.0, 50.0, 50.0, 7.0]]),
                   box_materials=np.asarray([[0.5, 0.5, 0.5, ds.FLAT, 1, 0.1]]))
     s = render_layouts([wall], 16, cfg)
@@ -105,7 +105,7 @@ def test_depth_is_z_depth_not_ray_length():
 
 def test_culling_changes_nothing():
     layouts = [ds.street_layout(np.random.default_rng([3, 1, i])) for i in range(3)]
-    cfg = SceneConfig(fov_deg=45.0)
+    cfg = DepthSceneConfig(fov_deg=45.0)
     full = ds._render_chunk(layouts, 24, 24, cfg, 1, torch.device("cpu"))
     culled = ds._render_chunk([ds._visible(lay, 45.0, 24, 24) for lay in layouts], 24, 24, cfg, 1, torch.device("cpu"))
     assert sum(len(ds._visible(lay, 45.0, 24, 24).boxes) for lay in layouts) < sum(len(lay.boxes) for lay in layouts)
@@ -115,13 +115,13 @@ def test_culling_changes_nothing():
 
 def test_supersampling_keeps_centre_depth():
     one = make_depth_scenes("indoor", 2, 16, seed=2)
-    two = make_depth_scenes("indoor", 2, 16, seed=2, config=SceneConfig(supersample=2))
+    two = make_depth_scenes("indoor", 2, 16, seed=2, config=DepthSceneConfig(supersample=2))
     assert torch.equal(one.depth, two.depth)
     assert float((one.images - two.images).abs().mean()) < 0.1
 
 
 def test_lidar_mask_is_kitti_like():
-    cfg = SceneConfig()
+    cfg = DepthSceneConfig()
     s = make_depth_scenes("street", 6, 48, seed=1)
     lid = s.lidar
     assert not bool((lid & s.sky).any()), "no returns from the sky"
@@ -140,7 +140,7 @@ def test_lidar_mask_is_kitti_like():
 
 def test_ground_and_sky_alone_make_the_heuristic_perfect_but_streets_do_not():
     H = 48
-    ground = render_layouts([_ground_only(h) for h in (1.4, 1.7)], H, SceneConfig(fov_deg=45.0), domain="street")
+    ground = render_layouts([_ground_only(h) for h in (1.4, 1.7)], H, DepthSceneConfig(fov_deg=45.0), domain="street")
     g = torch.Generator().manual_seed(0)
     pairs = sample_point_pairs(ground.depth, ~ground.sky, 500, generator=g)
     assert evaluate_pairs(lower_is_nearer(2, H, H), pairs)["accuracy"] == 1.0

@@ -231,7 +231,7 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="built for"):
         model(torch.zeros(1, 4, 1, 32, 32))
     with pytest.raises(TypeError, match="float"):
-        check_clips(torch.zeros(1, 4, 1, 16, 16, dtype=torch.uint8), model.cfg)
+        check_clips(torch.zeros(1, 4, 1, 16, 16, dtype=torch.uint8), model.config)
     with pytest.raises(ValueError, match="divisible"):
         GRUAEConfig(image_size=60)
     with pytest.raises(ValueError, match="initial_state"):

@@ -17,7 +17,7 @@ depth (KITTI). Offline, this module makes both domains: small scenes are *ray-ca
 Depth is *z-depth* in metres (distance along the optical axis, as in KITTI and NYU): rays are cast
 with camera-space direction ``((u - cx)/f, -(v - cy)/f, 1)`` whose optical-axis component is 1, so
 the ray parameter ``t`` of the first hit *is* the z-depth. Sky pixels have no hit; they get
-``SceneConfig.sky_depth`` (a large finite value, farther than any surface) and ``sky=True``.
+``DepthSceneConfig.sky_depth`` (a large finite value, farther than any surface) and ``sky=True``.
 
 Street scenes also carry a lidar-like sparse mask (``lidar``): a 64-beam scanner's elevation band
 (+2 deg to -24.8 deg, as on KITTI's Velodyne HDL-64E) intersected with the image, no returns from sky
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "DOMAINS",
-    "SceneConfig",
+    "DepthSceneConfig",
     "LidarConfig",
     "Camera",
     "Layout",
@@ -81,7 +81,7 @@ class LidarConfig:
 
 
 @dataclass
-class SceneConfig:
+class DepthSceneConfig:
     """Camera and rendering settings shared by both domains."""
 
     fov_deg: Optional[float] = None  # horizontal field of view (degrees); None: 45 street, 60 indoor
@@ -536,7 +536,7 @@ def _pattern(kind: torch.Tensor, u: torch.Tensor, v: torch.Tensor, world: torch.
     return out.clamp(0.05, 3.0), glass
 
 
-def _render_chunk(layouts: Sequence[Layout], h: int, w: int, cfg: SceneConfig, ss: int, device) -> Dict[str, torch.Tensor]:
+def _render_chunk(layouts: Sequence[Layout], h: int, w: int, cfg: DepthSceneConfig, ss: int, device) -> Dict[str, torch.Tensor]:
     """Ray-cast a chunk of layouts: colour, depth, sky and glass, all (B, P) or (B, P, 3)."""
     B = len(layouts)
     dt = torch.float32  # float32 is exact enough for depth (relative error ~1e-7) and twice as fast
@@ -699,7 +699,7 @@ class DepthScenes:
     """A batch of rendered scenes with their ground truth.
 
     - ``images``: ``(N, 3, H, W)`` float32 in [0, 1];
-    - ``depth``: ``(N, 1, H, W)`` float32 z-depth in metres (sky: ``SceneConfig.sky_depth``);
+    - ``depth``: ``(N, 1, H, W)`` float32 z-depth in metres (sky: ``DepthSceneConfig.sky_depth``);
     - ``sky``: ``(N, 1, H, W)`` bool;
     - ``lidar``: ``(N, 1, H, W)`` bool, the lidar-like sparse points (street) or all non-sky pixels
       (indoor: dense, like NYU's in-painted Kinect maps);
@@ -739,10 +739,10 @@ class DepthScenes:
         return out
 
 
-def render_layouts(layouts: Sequence[Layout], size: Size = 64, config: Optional[SceneConfig] = None,
+def render_layouts(layouts: Sequence[Layout], size: Size = 64, config: Optional[DepthSceneConfig] = None,
                    domain: str = "custom", seed: int = 0, start: int = 0, device=None) -> DepthScenes:
     """Ray-cast ``layouts`` into a :class:`DepthScenes` (images, exact depth, sky, lidar mask)."""
-    cfg = config or SceneConfig()
+    cfg = config or DepthSceneConfig()
     if cfg.fov_deg is None:
         cfg = replace(cfg, fov_deg=DEFAULT_FOV.get(domain, 60.0))
     if not 1.0 <= cfg.fov_deg <= 150.0:
@@ -789,7 +789,7 @@ def render_layouts(layouts: Sequence[Layout], size: Size = 64, config: Optional[
 
 
 def make_depth_scenes(domain: str, n: int, size: Size = 64, seed: int = 0, *, start: int = 0,
-                      config: Optional[SceneConfig] = None, device=None) -> DepthScenes:
+                      config: Optional[DepthSceneConfig] = None, device=None) -> DepthScenes:
     """Render scenes ``start .. start+n-1`` of ``domain`` (``"indoor"`` or ``"street"``) for ``seed``.
 
     Scene ``i`` depends only on ``(seed, i)`` (and the size/config), so ``make_depth_scenes(d, 10,
