@@ -33,6 +33,7 @@ __all__ = [
     "seed_everything",
     "check_profile",
     "pick",
+    "ProfileSettings",
     "CpuBf16Support",
     "cpu_bf16_support",
     "precision_provenance",
@@ -191,6 +192,32 @@ def check_profile(profile: str) -> str:
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     return profile
+
+
+class ProfileSettings:
+    """The one way an experiment is sized by profile.
+
+    Each method module has a settings dataclass built on this class (``VAESettings``,
+    ``CinemagraphSettings``, ...): its fields are the sizes and knobs a chapter trains with, none
+    has a default, and the classmethods :meth:`quick` and :meth:`full` set every one of them, so
+    both profiles always have the same keys. Chapters call ``XSettings.for_profile(run.profile)``
+    and read ``settings.field``.
+    """
+
+    @classmethod
+    def quick(cls):
+        """The CPU profile: minutes, small data."""
+        raise NotImplementedError(f"{cls.__name__} must define quick()")
+
+    @classmethod
+    def full(cls):
+        """The GPU profile: the sources' scale."""
+        raise NotImplementedError(f"{cls.__name__} must define full()")
+
+    @classmethod
+    def for_profile(cls, profile: str):
+        """``quick()`` or ``full()``; an unknown profile raises a clear ``ValueError``."""
+        return cls.quick() if check_profile(profile) == "quick" else cls.full()
 
 
 def pick(profile: str, quick: Any, full: Any) -> Any:

@@ -47,7 +47,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 from .engine import Trainer, batched_inference
-from .runtime import check_profile
+from .runtime import ProfileSettings
 
 __all__ = [
     "GRUAEConfig",
@@ -59,7 +59,7 @@ __all__ = [
     "PerFrameAutoencoder",
     "ClipLatentAutoencoder",
     "build_autoencoder",
-    "profile_settings",
+    "VideoAESettings",
     "count_parameters",
     "check_clips",
     "clip_batches",
@@ -436,24 +436,42 @@ def build_autoencoder(kind: str, cfg: Optional[GRUAEConfig] = None, **overrides)
     return _MODELS[kind](cfg)
 
 
-def profile_settings(profile: str) -> Dict[str, object]:
+@dataclass
+class VideoAESettings(ProfileSettings):
     """Everything chapter 7 sizes by profile: the model config and the training and data knobs.
 
     ``quick`` (CPU, minutes): 32 x 32 clips of 8 frames, a light encoder (patchify stem, widths 32/64/64),
-    the source's z = 64 and GRU hidden 100, Adam 2e-3 with bf16 autocast, a shared frame codec
-    pre-trained for 200 steps and 160 steps per model. ``full`` (GPU): the source's reference settings:
-    64 x 64, T = 16, widths 32..512, Adam 1e-4 with weight decay 1e-5, batch 16, 10,000 iterations.
+    the source's z = 64 and GRU hidden 100, Adam 2e-3, a shared frame codec pre-trained for 200 steps
+    and 160 steps per model. ``full`` (GPU): the source's reference settings: 64 x 64, T = 16, widths
+    32..512, Adam 1e-4 with weight decay 1e-5, batch 16, 10,000 iterations.
     """
-    if check_profile(profile) == "quick":
-        cfg = GRUAEConfig(frames=8, image_size=32, widths=(32, 64, 64), stem_stride=2, z_dim=64, gru_hidden=100,
-                          latent_dropout=0.5)
-        return {"cfg": cfg, "batch": 16, "lr": 2e-3, "weight_decay": 1e-5, "amp": "auto",
-                "pretrain_steps": 200, "steps": 160, "n_train": 256, "train_frames": 16, "n_val": 64,
-                "n_test": 128, "n_anomaly": 64, "snapshots": 4}
-    cfg = GRUAEConfig(frames=16, image_size=64, latent_dropout=0.5)  # the reference network
-    return {"cfg": cfg, "batch": 16, "lr": 1e-4, "weight_decay": 1e-5, "amp": "auto",
-            "pretrain_steps": 2000, "steps": 10_000, "n_train": 1024, "train_frames": 24, "n_val": 256,
-            "n_test": 512, "n_anomaly": 256, "snapshots": 10}
+
+    model: GRUAEConfig  # the GRU autoencoder (its frames and image size size the data too)
+    batch: int  # clips per step
+    lr: float  # Adam learning rate
+    weight_decay: float  # Adam weight decay
+    amp: str  # precision: "auto" picks bf16 only where the device computes it natively
+    pretrain_steps: int  # steps of the shared frame codec
+    steps: int  # steps per model
+    n_train: int  # training clips
+    train_frames: int  # frames per training clip (windows of model.frames are drawn from them)
+    n_val: int  # validation clips
+    n_test: int  # normal test clips
+    n_anomaly: int  # anomalous test clips per kind
+    snapshots: int  # reconstructions recorded during training
+
+    @classmethod
+    def quick(cls) -> VideoAESettings:
+        model = GRUAEConfig(frames=8, image_size=32, widths=(32, 64, 64), stem_stride=2, z_dim=64, gru_hidden=100,
+                            latent_dropout=0.5)
+        return cls(model=model, batch=16, lr=2e-3, weight_decay=1e-5, amp="auto", pretrain_steps=200, steps=160,
+                   n_train=256, train_frames=16, n_val=64, n_test=128, n_anomaly=64, snapshots=4)
+
+    @classmethod
+    def full(cls) -> VideoAESettings:
+        model = GRUAEConfig(frames=16, image_size=64, latent_dropout=0.5)  # the reference network
+        return cls(model=model, batch=16, lr=1e-4, weight_decay=1e-5, amp="auto", pretrain_steps=2000, steps=10_000,
+                   n_train=1024, train_frames=24, n_val=256, n_test=512, n_anomaly=256, snapshots=10)
 
 
 # ----------------------------------------------------------------------------------------------

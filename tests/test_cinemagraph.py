@@ -8,6 +8,7 @@ from animlib.cinemagraph import (
     CinemagraphConfig,
     CinemagraphDRQN,
     CinemagraphGenerator,
+    CinemagraphSettings,
     DRQNSchedule,
     DRQNStep,
     FrameDiscriminator,
@@ -17,7 +18,6 @@ from animlib.cinemagraph import (
     cinemagraph_metrics,
     evaluate_generator,
     evaluate_policy,
-    profile_settings,
     scale_grad,
 )
 from animlib.data.scenes import SceneStream, make_scenes
@@ -189,13 +189,13 @@ def test_drqn_beats_random_policy_on_tiny_setting():
 def test_full_profile_one_step(chapter):
     from animlib.data.scenes import SceneStream as Stream
 
-    st = profile_settings("full")
-    scene, cfg = st["scene"], st["model"]
+    st = CinemagraphSettings.full()
+    scene, cfg = st.scene, st.model
     batch = Stream(1, scene, seed=0)(0)
     if chapter == "generator":
         G, D = CinemagraphGenerator(cfg), FrameDiscriminator(cfg.channels, cfg.disc_widths)
         tr = Trainer({"g": G, "d": D}, {"g": torch.optim.Adam(G.parameters()), "d": torch.optim.Adam(D.parameters())},
-                     GeneratorStep(adv_weight=st["adv_weight"], disc_frames=st["disc_frames"]),
+                     GeneratorStep(adv_weight=st.adv_weight, disc_frames=st.disc_frames),
                      progress=False, device="cpu")
     else:
         net = CinemagraphDRQN(cfg, num_actions=scene.num_classes)

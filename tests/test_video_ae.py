@@ -16,6 +16,7 @@ from animlib.video_ae import (
     GRUAutoencoder,
     GRUCell,
     PerFrameAutoencoder,
+    VideoAESettings,
     anomaly_auc,
     build_autoencoder,
     check_clips,
@@ -24,7 +25,6 @@ from animlib.video_ae import (
     copy_frame_codec,
     frame_errors,
     frame_surprise,
-    profile_settings,
     regularity_score,
     roc,
     train_autoencoder,
@@ -244,10 +244,10 @@ def test_bad_input_raises_clear_errors():
 
 def test_full_profile_one_step():
     """The chapter's full-profile models (the source's settings) take one training step at batch 1 on CPU."""
-    settings = profile_settings("full")
-    cfg = settings["cfg"]
+    settings = VideoAESettings.full()
+    cfg = settings.model
     assert (cfg.frames, cfg.image_size, cfg.z_dim, cfg.gru_hidden) == (16, 64, 64, 100)
-    assert settings["lr"] == 1e-4 and settings["weight_decay"] == 1e-5 and settings["batch"] == 16
+    assert settings.lr == 1e-4 and settings.weight_decay == 1e-5 and settings.batch == 16
     x = _clips(1, 16, 1, 64)
     t0 = time.perf_counter()
     for kind in ("gru", "per_frame", "clip_latent"):
