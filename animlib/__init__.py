@@ -44,7 +44,7 @@ SUBMODULES = (
 #: without PyTorch.
 CORE = {
     "ChapterRun": "runtime", "check_profile": "runtime", "cpu_bf16_support": "runtime", "get_device": "runtime",
-    "pick": "runtime", "seed_everything": "runtime", "start_chapter": "runtime",
+    "seed_everything": "runtime", "start_chapter": "runtime",
     "NonFiniteLossError": "engine", "Trainer": "engine", "amp_label": "engine", "fit": "engine",
     "load_checkpoint": "engine", "resolve_amp": "engine", "save_checkpoint": "engine", "SupervisedStep": "engine",
     "atomic_target": "files", "atomic_torch_save": "files", "atomic_write_text": "files", "sha256_file": "files",

@@ -33,15 +33,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .engine import batched_inference
+from .runtime import ProfileSettings
 
 __all__ = [
+    "DepthSettings",
     "PointPairs",
     "sample_point_pairs",
     "training_pairs",
@@ -647,3 +649,32 @@ class RelativeDepthStep:
             ordered = rel != 0
             acc = ordinal_accuracy(z_x[ordered], z_y[ordered], rel[ordered]) if bool(ordered.any()) else float("nan")
         return {"loss": loss.detach(), "accuracy": acc}
+
+
+# ----------------------------------------------------------------------------------------------
+# chapter 4's sizes
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class DepthSettings(ProfileSettings):
+    """Chapter 4's sizes by profile: data, network width, training, and the depth-aware style transfer."""
+
+    size: Union[int, Tuple[int, int]]  # training images (the source fine-tunes at 224x288)
+    n_train: int  # scenes per domain (synthetic data)
+    n_test: int  # held-out scenes per domain
+    width: float  # channel multiplier of the hourglass (1.0: the released size)
+    batch: int  # images per step
+    pre_steps: int  # pre-training steps on rooms
+    ft_steps: int  # fine-tuning steps on streets
+    judge_steps: int  # steps of the independent depth judge
+    style_size: Union[int, Tuple[int, int]]  # depth-aware style transfer images
+    style_steps: int  # style transfer steps
+
+    @classmethod
+    def quick(cls) -> DepthSettings:
+        return cls(size=64, n_train=384, n_test=64, width=0.25, batch=16, pre_steps=260, ft_steps=30, judge_steps=120,
+                   style_size=96, style_steps=40)
+
+    @classmethod
+    def full(cls) -> DepthSettings:
+        return cls(size=(224, 288), n_train=2000, n_test=500, width=1.0, batch=8, pre_steps=20000, ft_steps=4000,
+                   judge_steps=20000, style_size=(512, 640), style_steps=500)

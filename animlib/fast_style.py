@@ -20,10 +20,11 @@ from torch import Tensor, nn
 
 from .backbones import FeatureExtractor, _layer_tuple
 from .engine import Trainer, resolve_amp
-from .runtime import get_device
+from .runtime import ProfileSettings, get_device
 from .style import _as_batch, content_loss, gram_matrix, style_loss, tv_loss
 
 __all__ = [
+    "FastStyleSettings",
     "TransformerConfig",
     "ConvLayer",
     "ResidualBlock",
@@ -365,3 +366,22 @@ def fast_stylize(
         outs.append(y[..., :h, :w].float().cpu())
     net.train(was_training)
     return torch.cat(outs)
+
+
+@dataclass
+class FastStyleSettings(ProfileSettings):
+    """Chapter 3's sizes by profile for Johnson et al.'s fast transfer."""
+
+    transformer: TransformerConfig  # the image transformation network
+    steps: int  # training steps
+    crop: int  # side of the training crops in pixels
+    batch: int  # crops per step
+    checkpoint_every: int  # steps between checkpoints (0: none)
+
+    @classmethod
+    def quick(cls) -> FastStyleSettings:
+        return cls(transformer=TransformerConfig.quick(), steps=250, crop=64, batch=4, checkpoint_every=0)
+
+    @classmethod
+    def full(cls) -> FastStyleSettings:
+        return cls(transformer=TransformerConfig.full(), steps=20000, crop=256, batch=4, checkpoint_every=2000)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["NextFrameConfig", "NextFrameNet", "rollout", "next_frame_pairs"]
+from .runtime import ProfileSettings
+
+__all__ = ["NextFrameConfig", "NextFrameNet", "NextFrameSettings", "rollout", "next_frame_pairs"]
 
 
 @dataclass
@@ -73,3 +75,20 @@ def rollout(model: NextFrameNet, start: torch.Tensor, steps: int) -> torch.Tenso
         out.append(nxt)
         window = torch.cat([window[:, 1:], nxt], 1)
     return torch.stack(out, 1)
+
+
+@dataclass
+class NextFrameSettings(ProfileSettings):
+    """Chapter 0's sizes by profile: training steps, training clips and the frame size."""
+
+    steps: int  # optimisation steps
+    n_train: int  # training clips
+    size: int  # frame size in pixels
+
+    @classmethod
+    def quick(cls) -> NextFrameSettings:
+        return cls(steps=300, n_train=512, size=16)
+
+    @classmethod
+    def full(cls) -> NextFrameSettings:
+        return cls(steps=3000, n_train=8192, size=32)

@@ -32,7 +32,6 @@ __all__ = [
     "get_device",
     "seed_everything",
     "check_profile",
-    "pick",
     "ProfileSettings",
     "CpuBf16Support",
     "cpu_bf16_support",
@@ -220,11 +219,6 @@ class ProfileSettings:
         return cls.quick() if check_profile(profile) == "quick" else cls.full()
 
 
-def pick(profile: str, quick: Any, full: Any) -> Any:
-    """Choose a setting by profile: ``pick(profile, quick=200, full=10_000)``."""
-    return quick if check_profile(profile) == "quick" else full
-
-
 def _git_commit() -> Optional[str]:
     here = Path(__file__).resolve().parent
     try:
@@ -274,10 +268,6 @@ class ChapterRun:
     data_root: Optional[Path] = None
     started: float = field(default_factory=time.perf_counter)
     weights: Dict[str, str] = field(default_factory=dict)
-
-    def pick(self, quick: Any, full: Any) -> Any:
-        """``quick`` or ``full`` by this run's profile."""
-        return pick(self.profile, quick, full)
 
     @property
     def seconds(self) -> float:

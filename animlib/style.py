@@ -54,9 +54,10 @@ from torch import Tensor, nn
 
 from .backbones import FeatureExtractor, _layer_tuple
 from .engine import TensorState, Trainer, resolve_amp
-from .runtime import get_device
+from .runtime import ProfileSettings, get_device
 
 __all__ = [
+    "StyleSettings",
     "gram_matrix",
     "content_loss",
     "style_loss",
@@ -641,3 +642,28 @@ def synthesize_texture(style: Tensor, size: Tuple[int, int], **kwargs: Any) -> S
     blank = torch.zeros(style.shape[0], 3, int(size[0]), int(size[1]))  # one texture per style image
     return stylize(blank, style, **kwargs)
 
+
+# ----------------------------------------------------------------------------------------------
+# chapter 3's sizes
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class StyleSettings(ProfileSettings):
+    """Chapter 3's sizes by profile for Gatys' optimisation (the source's 512×640 in ``full``)."""
+
+    size: Tuple[int, int]  # (H, W) of the content and style images
+    input_pool: int  # average pooling before the networks (the source: 2 at 512x640)
+    tex_size: Tuple[int, int]  # texture synthesis output
+    tex_steps: int  # texture synthesis steps
+    steps: int  # the main stylisation's L-BFGS steps
+    cmp_steps: int  # steps of the optimiser comparison (half-size images)
+    grid_steps: int  # steps of the content/style weight sweep
+
+    @classmethod
+    def quick(cls) -> StyleSettings:
+        return cls(size=(128, 160), input_pool=1, tex_size=(96, 96), tex_steps=50, steps=100, cmp_steps=60,
+                   grid_steps=80)
+
+    @classmethod
+    def full(cls) -> StyleSettings:
+        return cls(size=(512, 640), input_pool=2, tex_size=(256, 256), tex_steps=500, steps=500, cmp_steps=300,
+                   grid_steps=300)

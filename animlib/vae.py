@@ -34,15 +34,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, Tuple, Union
+from typing import Callable, Dict, Iterable, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .engine import Trainer, batched_inference
+from .runtime import ProfileSettings
 
 __all__ = [
+    "VAESettings",
     "ConvVAEConfig",
     "ConvVAE",
     "reparameterize",
@@ -379,3 +381,52 @@ def reparam_grad(f: Callable[[torch.Tensor], torch.Tensor], mu: torch.Tensor, lo
     z = reparameterize(m, logvar.detach().expand(n_samples, -1), generator)
     (grad,) = torch.autograd.grad(f(z).sum(), m)
     return grad.detach()
+
+
+# ----------------------------------------------------------------------------------------------
+# chapter 5's sizes
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class VAESettings(ProfileSettings):
+    """Everything chapter 5 sizes by profile (the data, the VAE, its training and the measurements).
+
+    ``quick``: 32×32 synthetic faces, a 64-d latent, 1,800 steps of batch 64 on a CPU. ``full``: the
+    source's 64×64 faces, a 200-d latent and 30 epochs of batch 128 on a GPU. Training length is
+    ``steps`` when given, else ``epochs`` passes over the data (:meth:`train_steps`).
+    """
+
+    size: int  # image side in pixels
+    latent: int  # latent dimension
+    width: int  # encoder/decoder channels
+    n_train: int  # synthetic training faces
+    n_test: int  # held-out faces
+    batch: int  # images per step
+    steps: Optional[int]  # training steps (None: use epochs)
+    epochs: Optional[int]  # passes over the training set (when steps is None)
+    lr: float  # Adam learning rate
+    beta: float  # KL weight after the warm-up
+    warmup: int  # KL warm-up steps
+    ae_steps: int  # steps of the plain autoencoder baseline
+    reg_steps: int  # steps of the face-parameter regressor that scores the videos
+    n_clips: int  # driving clips for latent-difference video
+    frames: int  # frames per driving clip
+    n_grad: int  # samples for the score-function gradient comparison
+
+    def train_steps(self, batches_per_epoch: int) -> int:
+        """``steps``, or ``epochs`` × the loader's length when ``steps`` is None."""
+        if self.steps is not None:
+            return self.steps
+        if self.epochs is None:
+            raise ValueError("VAESettings needs steps or epochs")
+        return self.epochs * batches_per_epoch
+
+    @classmethod
+    def quick(cls) -> VAESettings:
+        return cls(size=32, latent=64, width=32, n_train=16_000, n_test=1_000, batch=64, steps=1_800, epochs=None,
+                   lr=2e-3, beta=0.1, warmup=600, ae_steps=500, reg_steps=600, n_clips=40, frames=16, n_grad=1_000)
+
+    @classmethod
+    def full(cls) -> VAESettings:
+        return cls(size=64, latent=200, width=32, n_train=100_000, n_test=5_000, batch=128, steps=None, epochs=30,
+                   lr=1e-3, beta=0.1, warmup=3_000, ae_steps=3_000, reg_steps=5_000, n_clips=200, frames=24,
+                   n_grad=5_000)

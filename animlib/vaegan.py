@@ -14,16 +14,18 @@ adversarial (:class:`VAEGANWeights`). The VAE itself is :class:`animlib.vae.Conv
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
 from .engine import Trainer
 from .gan import alternating_step, get_gan_loss, spectral_norm_all
+from .runtime import ProfileSettings
 from .vae import beta_at, kl_divergence, reconstruction_bce, strided_conv_stack
 
 __all__ = [
+    "VAEGANSettings",
     "VAEGANDiscriminatorConfig",
     "VAEGANDiscriminator",
     "VAEGANWeights",
@@ -153,3 +155,48 @@ class VAEGANStep:
         )
         out["loss"] = out["g_loss"]
         return out
+
+
+@dataclass
+class VAEGANSettings(ProfileSettings):
+    """Everything chapter 6 sizes by profile: the faces, the shared VAE, both trainings, the videos.
+
+    ``quick``: 32×32 synthetic faces, 720 steps of batch 48 on a CPU; ``full``: the source's 64×64
+    faces, a 200-d latent and 30 epochs of batch 128 on a GPU. Training length is ``steps`` when
+    given, else ``epochs`` passes over the data (:meth:`train_steps`).
+    """
+
+    size: int  # image side in pixels
+    latent: int  # latent dimension
+    width: int  # encoder/decoder channels
+    n_train: int  # synthetic training faces
+    n_test: int  # held-out faces
+    batch: int  # images per step
+    steps: Optional[int]  # training steps (None: use epochs)
+    epochs: Optional[int]  # passes over the training set (when steps is None)
+    lr: float  # Adam learning rate of the VAE
+    beta: float  # KL weight after the warm-up
+    warmup: int  # KL and adversarial warm-up steps
+    adv: float  # adversarial weight (VAEGANWeights.adv)
+    d_lr: float  # Adam learning rate of the discriminator
+    n_clips: int  # driving clips for latent-difference video
+    frames: int  # frames per driving clip
+    toy_steps: int  # steps of the 2-D toy GAN
+
+    def train_steps(self, batches_per_epoch: int) -> int:
+        """``steps``, or ``epochs`` × the loader's length when ``steps`` is None."""
+        if self.steps is not None:
+            return self.steps
+        if self.epochs is None:
+            raise ValueError("VAEGANSettings needs steps or epochs")
+        return self.epochs * batches_per_epoch
+
+    @classmethod
+    def quick(cls) -> VAEGANSettings:
+        return cls(size=32, latent=64, width=32, n_train=16_000, n_test=300, batch=48, steps=720, epochs=None, lr=2e-3,
+                   beta=0.1, warmup=300, adv=20.0, d_lr=2e-4, n_clips=24, frames=16, toy_steps=1_600)
+
+    @classmethod
+    def full(cls) -> VAEGANSettings:
+        return cls(size=64, latent=200, width=32, n_train=100_000, n_test=2_000, batch=128, steps=None, epochs=30,
+                   lr=1e-3, beta=0.1, warmup=3_000, adv=80.0, d_lr=2e-4, n_clips=100, frames=24, toy_steps=5_000)

@@ -7,14 +7,13 @@ import json
 import pytest
 import torch
 
-from animlib.runtime import check_profile, cpu_bf16_support, pick, precision_provenance, start_chapter
+from animlib.runtime import check_profile, cpu_bf16_support, precision_provenance, start_chapter
 
 
-def test_profiles_and_pick():
-    assert check_profile("quick") == "quick"
+def test_profiles_are_checked():
+    assert check_profile("quick") == "quick" and check_profile("full") == "full"
     with pytest.raises(ValueError, match="quick"):
         check_profile("fast")
-    assert pick("quick", 1, 2) == 1 and pick("full", 1, 2) == 2
 
 
 def test_metrics_record_the_cpu_facts_that_decide_precision(tmp_path):
