@@ -7,7 +7,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from animlib.exercises._common import verdict as _verdict
+from ._common import verdict as _verdict
 
 __all__ = ["check_copy_last", "check_step_fn"]
 

@@ -11,6 +11,8 @@ from typing import Callable, Optional
 
 import torch
 
+from ._common import try_call as _call
+
 __all__ = ["check_forget_gate", "check_motion_energy", "check_shift_kernel"]
 
 
@@ -20,12 +22,6 @@ def _unsolved(out, hint: str) -> bool:
         return True
     return False
 
-
-def _call(fn: Callable, *args):
-    try:
-        return fn(*args), None
-    except Exception as e:  # the learner's bug: report it, do not crash the notebook
-        return None, e
 
 
 def check_forget_gate(fn: Callable) -> bool:

@@ -14,19 +14,11 @@ import torch
 
 from animlib.rl import bellman_targets
 
+from ._common import report_raised
+from ._common import try_call as _call
+
 __all__ = ["check_discounted_return", "check_q_update", "check_double_dqn_target"]
 
-
-def _call(fn: Callable, *args):
-    try:
-        return fn(*args), None
-    except Exception as e:
-        return None, e
-
-
-def _report_error(err) -> bool:
-    print(f"Your function raised {type(err).__name__}: {err}")
-    return False
 
 
 def check_discounted_return(fn: Callable) -> bool:
@@ -35,7 +27,7 @@ def check_discounted_return(fn: Callable) -> bool:
     for rewards, gamma, ref in cases:
         out, err = _call(fn, list(rewards), gamma)
         if err is not None:
-            return _report_error(err)
+            return report_raised(err)
         if out is None:
             print("Not solved yet: return a float, r_0 + γ r_1 + γ² r_2 + ...")
             return False
@@ -56,7 +48,7 @@ def check_q_update(fn: Callable) -> bool:
         Qc = Q.copy()
         out, err = _call(fn, Qc, s, a, r, s2, done, alpha, gamma)
         if err is not None:
-            return _report_error(err)
+            return report_raised(err)
         if out is None:
             print("Not solved yet: return the updated table (a copy of Q with one entry changed).")
             return False
@@ -85,7 +77,7 @@ def check_double_dqn_target(fn: Callable) -> bool:
     done = torch.tensor([0, 0, 1, 0, 1, 0.0])
     out, err = _call(fn, r, qo, qt, done, 0.9)
     if err is not None:
-        return _report_error(err)
+        return report_raised(err)
     if out is None:
         print("Not solved yet: pick a' with the online Q, evaluate it with the target Q.")
         return False

@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import torch
 
-from animlib.exercises._common import call_learner as _call
-from animlib.exercises._common import verdict as _verdict
+from ._common import call_learner as _call
+from ._common import verdict as _verdict
 
 __all__ = ["check_gram", "check_depth_to_alpha", "check_window_mean"]
 

@@ -11,9 +11,8 @@ from typing import Callable, Optional
 
 import torch
 
-from animlib.exercises._common import call_learner as _call
-
 from ..depth import ordinal_accuracy, relative_depth_loss
+from ._common import call_learner as _call
 
 __all__ = ["check_relative_loss", "check_pair_rule", "check_ordinal_accuracy"]
 

@@ -12,41 +12,18 @@ from typing import Callable
 import torch
 
 from ..vae import kl_divergence
+from ._common import report_tensor
+from ._common import try_call as _call
 
 __all__ = ["check_kl", "check_reparameterize", "check_latent_path"]
-
-
-def _run(fn: Callable, *args):
-    try:
-        return fn(*args), None
-    except Exception as e:  # a learner's bug: report it, do not crash the notebook
-        return None, f"your function raised {type(e).__name__}: {e}"
-
-
-def _report(out, expected: torch.Tensor, hint: str, error=None, atol: float = 1e-5) -> bool:
-    if error is not None:
-        print(f"Not yet: {error}. Hint: {hint}")
-        return False
-    if out is None:
-        print(f"Not solved yet. Hint: {hint}")
-        return False
-    if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        print(f"Not quite: expected a tensor of shape {tuple(expected.shape)}, got {shape}. Hint: {hint}")
-        return False
-    if not torch.allclose(out.float(), expected, atol=atol, rtol=1e-4):
-        print(f"Not quite: the values differ (max error {float((out.float() - expected).abs().max()):.3g}). Hint: {hint}")
-        return False
-    print("Correct!")
-    return True
 
 
 def check_kl(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
     """``fn(mu, logvar) -> (B,)``: the closed-form KL(N(mu, diag exp(logvar)) || N(0, I)) per row."""
     g = torch.Generator().manual_seed(5)
     mu, logvar = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
-    out, err = _run(fn, mu, logvar)
-    return _report(out, kl_divergence(mu, logvar),
+    out, err = _call(fn, mu, logvar)
+    return report_tensor(out, kl_divergence(mu, logvar),
                    "-1/2 · sum over the latent dim of (1 + logvar - mu² - exp(logvar)); keep one value per row.", err)
 
 
@@ -54,8 +31,8 @@ def check_reparameterize(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor]
     """``fn(mu, logvar, eps) -> z``: the reparameterised sample for a given noise ``eps``."""
     g = torch.Generator().manual_seed(6)
     mu, logvar, eps = (torch.randn(3, 5, generator=g) for _ in range(3))
-    out, err = _run(fn, mu, logvar, eps)
-    return _report(out, mu + torch.exp(0.5 * logvar) * eps,
+    out, err = _call(fn, mu, logvar, eps)
+    return report_tensor(out, mu + torch.exp(0.5 * logvar) * eps,
                    "sigma = exp(logvar / 2) (logvar is log sigma², not log sigma); z = mu + sigma * eps.", err)
 
 
@@ -64,7 +41,7 @@ def check_latent_path(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) 
     g = torch.Generator().manual_seed(7)
     zp, zd = torch.randn(4, generator=g), torch.randn(6, 4, generator=g)
     expected = torch.cat([zp[None], zp + (zd[1:] - zd[:-1]).cumsum(0)])
-    out, err = _run(fn, zp, zd)
-    return _report(out, expected,
+    out, err = _call(fn, zp, zd)
+    return report_tensor(out, expected,
                    "start at z_photo; each next latent adds enc(d_t) - enc(d_(t-1)); the path has T rows, the "
                    "first one being z_photo itself.", err)

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._common import try_call as _call
+
 __all__ = [
     "check_gru_step",
     "check_auc_by_counting",
@@ -23,12 +25,6 @@ __all__ = [
     "solution_conv3d_autoencoder",
 ]
 
-
-def _call(fn: Callable, *args):
-    try:
-        return fn(*args), None
-    except Exception as e:  # the learner's code raised: report it, never re-raise
-        return None, e
 
 
 # ----------------------------------------------------------------------------------------------
