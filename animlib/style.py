@@ -360,6 +360,155 @@ class StyleResult:
 
 
 
+@dataclass
+class _GatysLoss:
+    """The objective of :func:`stylize` for fixed targets: ``losses(img) -> {term: value, "loss": total}``."""
+
+    extractor: FeatureExtractor
+    content_layers: Tuple[str, ...]
+    style_layers: Tuple[str, ...]
+    content_targets: Dict[str, Tensor]  # feature maps of the content image
+    style_targets: Dict[str, Tensor]  # Gram matrices of the style image(s), (B or 1, C, C)
+    alpha_maps: Dict[str, Tensor] | None  # per-layer content weights (the source's method), or None
+    alpha_value: float  # the scalar content weight (1 with maps)
+    beta: float
+    tv_weight: float
+    extra_losses: Dict[str, Tuple[float, Callable[[Tensor], Tensor]]]
+    input_pool: int
+    amp_dtype: torch.dtype | None
+    device_type: str
+
+    @property
+    def use_content(self) -> bool:
+        return self.alpha_maps is not None or self.alpha_value > 0
+
+    def pooled(self, img: Tensor) -> Tensor:
+        return F.avg_pool2d(img, self.input_pool) if self.input_pool > 1 else img  # (B, C, H/p, W/p)
+
+    def autocast(self):
+        # bf16/fp16 for the feature network only; the pixels, Grams and losses stay float32.
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.amp_dtype)
+
+    @classmethod
+    def build(cls, content: Tensor, style: Tensor, extractor: FeatureExtractor, content_layers: Tuple[str, ...],
+              style_layers: Tuple[str, ...], alpha: Union[float, Tensor], beta: float, tv_weight: float,
+              extra_losses: Dict[str, Tuple[float, Callable[[Tensor], Tensor]]], input_pool: int, window: str,
+              amp_dtype: torch.dtype | None) -> _GatysLoss:
+        """Check ``alpha``, propagate an alpha map through the network, and compute the targets."""
+        b = content.shape[0]
+        loss = cls(extractor, content_layers, style_layers, {}, {}, None, 1.0, beta, tv_weight, extra_losses,
+                   input_pool, amp_dtype, content.device.type)
+        if isinstance(alpha, Tensor):
+            if (
+                alpha.dim() != 4
+                or alpha.shape[1] != 1
+                or alpha.shape[-2:] != content.shape[-2:]
+                or alpha.shape[0] not in (1, b)
+            ):
+                raise ValueError(
+                    f"an alpha map must be (B, 1, H, W) = ({b}, 1, {content.shape[-2]}, {content.shape[-1]}) "
+                    f"(or batch 1), got {tuple(alpha.shape)}"
+                )
+            if (alpha < 0).any() or not torch.isfinite(alpha).all():
+                raise ValueError("alpha map values must be finite and >= 0")
+            loss.alpha_maps = propagate_content_weights(
+                loss.pooled(alpha.to(content.device).float()), extractor, content_layers, window=window
+            )
+        else:
+            loss.alpha_value = float(alpha)
+            if loss.alpha_value < 0:
+                raise ValueError(f"alpha must be >= 0, got {alpha}")
+        with torch.no_grad(), loss.autocast():
+            fc = extractor(loss.pooled(content), content_layers)
+            fs = extractor(loss.pooled(style), style_layers)
+        loss.content_targets = {n: fc[n].detach().float() for n in content_layers}
+        loss.style_targets = {n: gram_matrix(fs[n]).detach() for n in style_layers}
+        return loss
+
+    def __call__(self, img: Tensor) -> Dict[str, Tensor]:
+        with self.autocast():
+            f = self.extractor(self.pooled(img))
+        terms: Dict[str, Tensor] = {}
+        if self.use_content:
+            if self.alpha_maps is not None:
+                terms["content"] = sum(
+                    weighted_content_loss(f[n], self.content_targets[n], self.alpha_maps[n])
+                    for n in self.content_layers
+                )
+            else:
+                terms["content"] = sum(content_loss(f[n], self.content_targets[n]) for n in self.content_layers)
+        terms["style"] = sum(style_loss(gram_matrix(f[n]), self.style_targets[n]) for n in self.style_layers)
+        if self.tv_weight:
+            terms["tv"] = tv_loss(img)
+        for name, (_, fn) in self.extra_losses.items():
+            terms[name] = fn(img).float()
+        total = self.beta * terms["style"]
+        if self.use_content:
+            total = total + self.alpha_value * terms["content"]
+        if self.tv_weight:
+            total = total + self.tv_weight * terms["tv"]
+        for name, (w, _) in self.extra_losses.items():
+            total = total + w * terms[name]
+        terms["loss"] = total
+        return terms
+
+
+def _initial_image(init: Union[str, Tensor], content: Tensor, seed: int) -> Tensor:
+    """The starting pixels: the content image, seeded uniform noise, or a given image; clamped to [0, 1]."""
+    if isinstance(init, Tensor):
+        x0 = _as_batch(init, "init").to(content.device).float()
+        if x0.shape != content.shape:
+            raise ValueError(
+                f"init image must have the content's shape {tuple(content.shape)}, got {tuple(x0.shape)}"
+            )
+    elif init == "content":
+        x0 = content
+    elif init == "noise":
+        g = torch.Generator().manual_seed(seed)
+        x0 = torch.rand(content.shape, generator=g).to(content.device)
+    else:
+        raise ValueError(f"init must be 'content', 'noise' or an image tensor, got {init!r}")
+    return x0.detach().clone().contiguous().clamp_(0, 1)
+
+
+def _checked_extractor(extractor: FeatureExtractor | None, layers: Tuple[str, ...]) -> FeatureExtractor:
+    if extractor is None:
+        return FeatureExtractor(layers, "auto")
+    missing = [n for n in layers if n not in extractor.layer_index]
+    if missing:
+        raise ValueError(
+            f"the extractor does not compute {missing}; build it with FeatureExtractor({list(dict.fromkeys(layers))})"
+        )
+    return extractor
+
+
+def _checked_extra_losses(extra_losses: Mapping[str, Tuple[float, Callable[[Tensor], Tensor]]] | None
+                          ) -> Dict[str, Tuple[float, Callable[[Tensor], Tensor]]]:
+    extra = dict(extra_losses or {})
+    for name, spec in extra.items():
+        if not (isinstance(spec, tuple) and len(spec) == 2 and callable(spec[1])):
+            raise TypeError(f"extra_losses[{name!r}] must be (weight, fn), got {spec!r}")
+        if name in ("loss", "content", "style", "tv"):
+            raise ValueError(f"extra loss name {name!r} clashes with a built-in term")
+    return extra
+
+
+def _pixel_optimizer(x: Tensor, optimizer: str, lr: float | None, line_search: bool) -> torch.optim.Optimizer:
+    """One L-BFGS iteration per step (a strong-Wolfe line search by default), or Adam in pixel units."""
+    if optimizer == "lbfgs":
+        return torch.optim.LBFGS(
+            [x],
+            lr=1.0 if lr is None else lr,
+            max_iter=1,
+            max_eval=1 + 20,  # the default, 1.25 * max_iter = 1, would leave the line search no evaluation
+            history_size=50,
+            line_search_fn="strong_wolfe" if line_search else None,
+        )
+    return torch.optim.Adam([x], lr=0.02 if lr is None else lr)
+
+
 def stylize(
     content: Tensor,
     style: Tensor,
@@ -417,6 +566,8 @@ def stylize(
     :func:`animlib.engine.resolve_amp`); Gram matrices and losses stay float32. Steps go through
     :class:`animlib.engine.Trainer` (progress bar, history, NaN stop, checkpoints with the image).
     """
+    # Long, and better read whole: after the checks, the step function closes over the optimiser,
+    # the best-image tracker and the evaluation counter that the trainer checkpoints with the image.
     dev = get_device(device)
     content = _as_batch(content, "content")
     style = _as_batch(style, "style")
@@ -428,119 +579,16 @@ def stylize(
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     content_layers, style_layers = _layer_tuple(content_layers), _layer_tuple(style_layers)
-    if extractor is None:
-        extractor = FeatureExtractor(content_layers + style_layers, "auto")
-    missing = [n for n in content_layers + style_layers if n not in extractor.layer_index]
-    if missing:
-        raise ValueError(
-            f"the extractor does not compute {missing}; build it with FeatureExtractor({list(dict.fromkeys(content_layers + style_layers))})"
-        )
-    extractor = extractor.to(dev)
-    extra_losses = dict(extra_losses or {})
-    for name, spec in extra_losses.items():
-        if not (isinstance(spec, tuple) and len(spec) == 2 and callable(spec[1])):
-            raise TypeError(f"extra_losses[{name!r}] must be (weight, fn), got {spec!r}")
-        if name in ("loss", "content", "style", "tv"):
-            raise ValueError(f"extra loss name {name!r} clashes with a built-in term")
-
+    extractor = _checked_extractor(extractor, content_layers + style_layers).to(dev)
+    extra_losses = _checked_extra_losses(extra_losses)
     if not isinstance(input_pool, int) or input_pool < 1:
         raise ValueError(f"input_pool must be a positive int, got {input_pool!r}")
-
-    def pooled(img: Tensor) -> Tensor:
-        return F.avg_pool2d(img, input_pool) if input_pool > 1 else img  # (B, C, H/p, W/p)
-
     content = content.to(dev).float()
-    style = style.to(dev).float()
-    alpha_maps: Dict[str, Tensor] | None = None
-    if isinstance(alpha, Tensor):
-        if (
-            alpha.dim() != 4
-            or alpha.shape[1] != 1
-            or alpha.shape[-2:] != content.shape[-2:]
-            or alpha.shape[0] not in (1, b)
-        ):
-            raise ValueError(
-                f"an alpha map must be (B, 1, H, W) = ({b}, 1, {content.shape[-2]}, {content.shape[-1]}) "
-                f"(or batch 1), got {tuple(alpha.shape)}"
-            )
-        if (alpha < 0).any() or not torch.isfinite(alpha).all():
-            raise ValueError("alpha map values must be finite and >= 0")
-        alpha_maps = propagate_content_weights(
-            pooled(alpha.to(dev).float()), extractor, content_layers, window=window
-        )
-        alpha_value = 1.0
-    else:
-        alpha_value = float(alpha)
-        if alpha_value < 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
-    use_content = alpha_maps is not None or alpha_value > 0
+    losses = _GatysLoss.build(content, style.to(dev).float(), extractor, content_layers, style_layers, alpha, beta,
+                              tv_weight, extra_losses, input_pool, window, resolve_amp(amp, dev))
+    x = _initial_image(init, content, seed).requires_grad_(True)  # the pixels: a leaf tensor
 
-    amp_dtype = resolve_amp(amp, dev)
-
-    def autocast():
-        # bf16/fp16 for the feature network only; the pixels, Grams and losses stay float32.
-        if amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=dev.type, dtype=amp_dtype)
-
-    with torch.no_grad(), autocast():
-        fc = extractor(pooled(content), content_layers)
-        fs = extractor(pooled(style), style_layers)
-    content_targets = {n: fc[n].detach().float() for n in content_layers}
-    style_targets = {n: gram_matrix(fs[n]).detach() for n in style_layers}  # (B or 1, C, C)
-
-    if isinstance(init, Tensor):
-        x0 = _as_batch(init, "init").to(dev).float()
-        if x0.shape != content.shape:
-            raise ValueError(
-                f"init image must have the content's shape {tuple(content.shape)}, got {tuple(x0.shape)}"
-            )
-    elif init == "content":
-        x0 = content
-    elif init == "noise":
-        g = torch.Generator().manual_seed(seed)
-        x0 = torch.rand(content.shape, generator=g).to(dev)
-    else:
-        raise ValueError(f"init must be 'content', 'noise' or an image tensor, got {init!r}")
-    x = x0.detach().clone().contiguous().clamp_(0, 1).requires_grad_(True)  # the pixels: a leaf tensor
-
-    def losses(img: Tensor) -> Dict[str, Tensor]:
-        with autocast():
-            f = extractor(pooled(img))
-        terms: Dict[str, Tensor] = {}
-        if use_content:
-            if alpha_maps is not None:
-                terms["content"] = sum(
-                    weighted_content_loss(f[n], content_targets[n], alpha_maps[n]) for n in content_layers
-                )
-            else:
-                terms["content"] = sum(content_loss(f[n], content_targets[n]) for n in content_layers)
-        terms["style"] = sum(style_loss(gram_matrix(f[n]), style_targets[n]) for n in style_layers)
-        if tv_weight:
-            terms["tv"] = tv_loss(img)
-        for name, (_, fn) in extra_losses.items():
-            terms[name] = fn(img).float()
-        total = beta * terms["style"]
-        if use_content:
-            total = total + alpha_value * terms["content"]
-        if tv_weight:
-            total = total + tv_weight * terms["tv"]
-        for name, (w, _) in extra_losses.items():
-            total = total + w * terms[name]
-        terms["loss"] = total
-        return terms
-
-    if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS(
-            [x],
-            lr=1.0 if lr is None else lr,
-            max_iter=1,
-            max_eval=1 + 20,  # the default, 1.25 * max_iter = 1, would leave the line search no evaluation
-            history_size=50,
-            line_search_fn="strong_wolfe" if line_search else None,
-        )
-    else:
-        opt = torch.optim.Adam([x], lr=0.02 if lr is None else lr)
+    opt = _pixel_optimizer(x, optimizer, lr, line_search)
     if not (isinstance(box_weight, (int, float)) and box_weight > 0):
         raise ValueError(f"box_weight must be a positive number, got {box_weight!r}")
 
