@@ -160,6 +160,8 @@ def sample_point_pairs(
     Returns:
         :class:`PointPairs` on ``depth.device``.
     """
+    # Long, and better read whole: the two sampling rules (the source's lidar rule, Chen's dense rule)
+    # share the per-image bookkeeping below; the docstring above is a third of it.
     depth = _as_depth_map(depth, "depth")
     if valid is None:
         valid = depth > 0

@@ -212,6 +212,33 @@ def random_crops(
     return torch.cat(out)  # (batch, 3, size, size)
 
 
+def _training_batches(images: Any, image_size: int, batch_size: int, seed: int) -> Any:
+    """What :func:`train_fast_style` feeds the trainer: random crops of a pool of images, or ``images`` itself.
+
+    A pool (a tensor, or a list of ``(3, H, W)`` tensors) becomes ``data(step)``: ``batch_size`` crops
+    seeded by ``(seed, step)``, so resumed runs see the same batches. Anything else (a DataLoader, an
+    iterable of batches, a callable) is passed through.
+    """
+    is_pool = (isinstance(images, Tensor) and images.dim() in (3, 4)) or (
+        isinstance(images, (list, tuple))
+        and len(images) > 0
+        and all(isinstance(im, Tensor) and im.dim() == 3 for im in images)
+    )
+    if not is_pool:
+        return images
+    if isinstance(images, Tensor):
+        pool = list(images.unbind(0)) if images.dim() == 4 else [images]
+    else:
+        pool = list(images)
+    pool = [im.float().cpu() for im in pool]
+
+    def data(step: int) -> Tensor:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        return random_crops(pool, image_size, batch_size, g)
+
+    return data
+
+
 def train_fast_style(
     style: Tensor,
     images: Union[Tensor, Sequence[Tensor], Iterable, Callable[[int], Tensor]],
@@ -268,23 +295,7 @@ def train_fast_style(
             fs = extractor(style.to(dev).float(), style_layers)
         style_targets = {n: gram_matrix(fs[n]) for n in style_layers}  # (1, C, C)
 
-    is_pool = (isinstance(images, Tensor) and images.dim() in (3, 4)) or (
-        isinstance(images, (list, tuple))
-        and len(images) > 0
-        and all(isinstance(im, Tensor) and im.dim() == 3 for im in images)
-    )
-    if is_pool:  # a pool of images: random crops, seeded by (seed, step) so resumed runs match
-        if isinstance(images, Tensor):
-            pool = list(images.unbind(0)) if images.dim() == 4 else [images]
-        else:
-            pool = list(images)
-        pool = [im.float().cpu() for im in pool]
-
-        def data(step: int) -> Tensor:
-            g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-            return random_crops(pool, image_size, batch_size, g)
-    else:  # a DataLoader / iterable of batches, or a callable data(step) -> batch
-        data = images  # type: ignore[assignment]
+    data = _training_batches(images, image_size, batch_size, seed)
 
     def step_fn(t: Trainer, y: Any) -> Dict[str, Tensor]:
         if isinstance(y, (list, tuple)):  # e.g. (images, labels) from a DataLoader

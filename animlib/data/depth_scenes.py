@@ -202,6 +202,8 @@ def _car(b: _Builder, rng: np.random.Generator, x: float, z: float, big: bool = 
 
 def street_layout(rng: np.random.Generator) -> Layout:
     """Draw one KITTI-like street: road, sidewalks, buildings, vehicles, trees, lamps, bridges, awnings."""
+    # Long, and better read whole: one street drawn front to back, each block reading the random
+    # numbers of the one before (splitting it would change every scene of a given seed).
     b = _Builder()
     road = rng.uniform(3.0, 7.0)  # half width of the road
     walk = rng.uniform(1.5, 4.0)  # sidewalk width
@@ -538,6 +540,8 @@ def _pattern(kind: torch.Tensor, u: torch.Tensor, v: torch.Tensor, world: torch.
 
 def _render_chunk(layouts: Sequence[Layout], h: int, w: int, cfg: DepthSceneConfig, ss: int, device) -> Dict[str, torch.Tensor]:
     """Ray-cast a chunk of layouts: colour, depth, sky and glass, all (B, P) or (B, P, 3)."""
+    # Long, and better read whole: rays, then every primitive kind intersected in turn, then shading;
+    # the intermediate tensors are shared by all steps and splitting them out would only pass them around.
     B = len(layouts)
     dt = torch.float32  # float32 is exact enough for depth (relative error ~1e-7) and twice as fast
     o, d, _ = _rays(layouts, h, w, cfg.fov_deg, ss, device)  # (B,3), (B,P,3)
