@@ -33,6 +33,7 @@ __all__ = [
     "seed_everything",
     "check_profile",
     "ProfileSettings",
+    "training_steps",
     "CpuBf16Support",
     "cpu_bf16_support",
     "precision_provenance",
@@ -217,6 +218,15 @@ class ProfileSettings:
     def for_profile(cls, profile: str):
         """``quick()`` or ``full()``; an unknown profile raises a clear ``ValueError``."""
         return cls.quick() if check_profile(profile) == "quick" else cls.full()
+
+
+def training_steps(steps: Optional[int], epochs: Optional[int], batches_per_epoch: int, who: str = "settings") -> int:
+    """A training length given as steps or as epochs: ``steps``, else ``epochs × batches_per_epoch``."""
+    if steps is not None:
+        return steps
+    if epochs is None:
+        raise ValueError(f"{who} needs steps or epochs")
+    return epochs * batches_per_epoch
 
 
 def _git_commit() -> Optional[str]:

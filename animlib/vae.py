@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .engine import Trainer, batched_inference
-from .runtime import ProfileSettings
+from .runtime import ProfileSettings, training_steps
 
 __all__ = [
     "VAESettings",
@@ -414,11 +414,7 @@ class VAESettings(ProfileSettings):
 
     def train_steps(self, batches_per_epoch: int) -> int:
         """``steps``, or ``epochs`` × the loader's length when ``steps`` is None."""
-        if self.steps is not None:
-            return self.steps
-        if self.epochs is None:
-            raise ValueError("VAESettings needs steps or epochs")
-        return self.epochs * batches_per_epoch
+        return training_steps(self.steps, self.epochs, batches_per_epoch, type(self).__name__)
 
     @classmethod
     def quick(cls) -> VAESettings:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .engine import Trainer
 from .gan import alternating_step, get_gan_loss, spectral_norm_all
-from .runtime import ProfileSettings
+from .runtime import ProfileSettings, training_steps
 from .vae import beta_at, kl_divergence, reconstruction_bce, strided_conv_stack
 
 __all__ = [
@@ -185,11 +185,7 @@ class VAEGANSettings(ProfileSettings):
 
     def train_steps(self, batches_per_epoch: int) -> int:
         """``steps``, or ``epochs`` × the loader's length when ``steps`` is None."""
-        if self.steps is not None:
-            return self.steps
-        if self.epochs is None:
-            raise ValueError("VAEGANSettings needs steps or epochs")
-        return self.epochs * batches_per_epoch
+        return training_steps(self.steps, self.epochs, batches_per_epoch, type(self).__name__)
 
     @classmethod
     def quick(cls) -> VAEGANSettings:
