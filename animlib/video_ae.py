@@ -572,7 +572,7 @@ def train_autoencoder(
 # Reconstruction errors and anomaly scores
 # ----------------------------------------------------------------------------------------------
 @torch.no_grad()
-def reconstruct_clips(model: nn.Module, clips: torch.Tensor, batch_size: int = 64, mode: str = "reconstruct_clips",
+def reconstruct_clips(model: nn.Module, clips: torch.Tensor, batch_size: int = 64, mode: str = "reconstruct",
                 device: Union[str, torch.device, None] = None) -> torch.Tensor:
     """``model(clips)`` (or ``model.predict(clips)`` with ``mode="predict"``) in eval mode, in batches.
 

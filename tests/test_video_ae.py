@@ -25,6 +25,7 @@ from animlib.video_ae import (
     copy_frame_codec,
     frame_errors,
     frame_surprise,
+    reconstruct_clips,
     regularity_score,
     roc,
     train_autoencoder,
@@ -240,6 +241,18 @@ def test_bad_input_raises_clear_errors():
         build_autoencoder("lstm")
     with pytest.raises(ValueError, match="predict"):
         frame_errors(PerFrameAutoencoder(GRUAEConfig(**TINY)), _clips(), mode="predict")
+
+
+def test_reconstruct_clips_defaults_to_reconstruction_in_eval_mode():
+    model = PerFrameAutoencoder(GRUAEConfig(**TINY)).train()
+    x = _clips(B=3)
+    out = reconstruct_clips(model, x, batch_size=2)  # the default mode, in two batches
+    with torch.no_grad():
+        want = model.eval()(x)
+    torch.testing.assert_close(out, want)
+    assert out.shape == x.shape
+    empty = reconstruct_clips(model, x[:0])
+    assert empty.shape == x[:0].shape
 
 
 def test_full_profile_one_step():
