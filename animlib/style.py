@@ -68,6 +68,7 @@ __all__ = [
     "alpha_ramp",
     "match_color",
     "style_distance",
+    "GatysLoss",
     "StyleResult",
     "stylize",
     "synthesize_texture",
@@ -361,7 +362,7 @@ class StyleResult:
 
 
 @dataclass
-class _GatysLoss:
+class GatysLoss:
     """The objective of :func:`stylize` for fixed targets: ``losses(img) -> {term: value, "loss": total}``."""
 
     extractor: FeatureExtractor
@@ -395,7 +396,7 @@ class _GatysLoss:
     def build(cls, content: Tensor, style: Tensor, extractor: FeatureExtractor, content_layers: Tuple[str, ...],
               style_layers: Tuple[str, ...], alpha: Union[float, Tensor], beta: float, tv_weight: float,
               extra_losses: Dict[str, Tuple[float, Callable[[Tensor], Tensor]]], input_pool: int, window: str,
-              amp_dtype: torch.dtype | None) -> _GatysLoss:
+              amp_dtype: torch.dtype | None) -> GatysLoss:
         """Check ``alpha``, propagate an alpha map through the network, and compute the targets."""
         b = content.shape[0]
         loss = cls(extractor, content_layers, style_layers, {}, {}, None, 1.0, beta, tv_weight, extra_losses,
@@ -584,7 +585,7 @@ def stylize(
     if not isinstance(input_pool, int) or input_pool < 1:
         raise ValueError(f"input_pool must be a positive int, got {input_pool!r}")
     content = content.to(dev).float()
-    losses = _GatysLoss.build(content, style.to(dev).float(), extractor, content_layers, style_layers, alpha, beta,
+    losses = GatysLoss.build(content, style.to(dev).float(), extractor, content_layers, style_layers, alpha, beta,
                               tv_weight, extra_losses, input_pool, window, resolve_amp(amp, dev))
     x = _initial_image(init, content, seed).requires_grad_(True)  # the pixels: a leaf tensor
 
