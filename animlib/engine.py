@@ -9,8 +9,15 @@ L-BFGS step on the pixels of an image. The trainer supplies everything around it
 - mixed precision with ``torch.autocast`` (bf16, or fp16 with a ``GradScaler`` per optimiser on
   CUDA; bf16 on a CPU that computes it natively, measured, with ``amp="auto"``) through :meth:`Trainer.autocast` and :meth:`Trainer.optimize`;
 - gradient clipping, a ``tqdm.auto`` progress bar with the live loss, a metrics history;
-- NaN/inf detection: training stops with :class:`NonFiniteLossError`, naming the step and the last
-  finite loss, and the last good checkpoint on disk is left untouched;
+- NaN/inf detection: every loss and metric, and every gradient before its update, is checked;
+  training stops with :class:`NonFiniteLossError`, naming the step, the value (down to the
+  parameter whose gradient broke) and the last checkpoint that really is good (a checkpoint of the
+  very state that diverged is set aside as ``last.nonfinite.pt``); a checkpoint is never written
+  from non-finite weights;
+- interrupts that lose nothing: Ctrl-C (SIGINT) or SIGTERM during :meth:`Trainer.fit` finishes the
+  current step, saves, then raises ``KeyboardInterrupt`` (``SystemExit`` for SIGTERM), so a resumed
+  run is bit-identical to one never stopped; a second Ctrl-C stops at once and keeps the last
+  checkpoint;
 - atomic checkpoints (temporary file, ``fsync``, ``os.replace``) that load with
   ``torch.load(weights_only=True)`` and resume *exactly*: models, optimisers, scalers, schedulers,
   registered extra state (a replay buffer, an image being optimised), every RNG state, the step
@@ -41,10 +48,13 @@ import contextlib
 import math
 import os
 import random
+import signal
+import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -77,22 +87,83 @@ StepFn = Callable[["Trainer", Any], Mapping[str, Any]]
 class NonFiniteLossError(FloatingPointError):
     """Raised when a loss or metric becomes NaN or infinite.
 
-    Attributes: ``step`` (1-based step that produced it), ``name`` (which value), ``last_finite``
-    (the last finite value of the loss, or None) and ``checkpoint`` (the last good checkpoint on
-    disk, or None).
+    Attributes: ``step`` (1-based step that produced it), ``name`` (which value: a loss, a metric,
+    ``"gradient of <model>.<parameter>"`` or ``"parameter <model>.<name>"``), ``last_finite`` (the
+    last finite loss, or None), ``checkpoint`` and ``checkpoint_step`` (the last good checkpoint on
+    disk and the step it holds, or None) and ``set_aside`` (a checkpoint of the very state that
+    produced the value, renamed ``*.nonfinite.pt``, or None).
     """
 
     def __init__(self, step: int, name: str, value: float, last_finite: Optional[float],
-                 checkpoint: Optional[Path]):
+                 checkpoint: Optional[Path], checkpoint_step: Optional[int] = None,
+                 set_aside: Optional[Path] = None, checkpointing: bool = True):
         self.step, self.name, self.value = step, name, value
-        self.last_finite, self.checkpoint = last_finite, checkpoint
-        where = (f"the last good checkpoint is {checkpoint}" if checkpoint is not None
-                 else "no checkpoint was written (pass checkpoint_dir= to keep one)")
+        self.last_finite, self.checkpoint, self.checkpoint_step = last_finite, checkpoint, checkpoint_step
+        self.set_aside = set_aside
+        at = f" (after step {checkpoint_step})" if checkpoint_step is not None else ""
+        if checkpoint is not None:
+            where = f"the last good checkpoint is {checkpoint}{at}"
+        elif checkpointing:
+            where = "no checkpoint from before the divergence is on disk"
+        else:
+            where = "no checkpoint was written (pass checkpoint_dir= to keep one)"
+        if set_aside is not None:
+            where += f"; the checkpoint of the state that diverged was moved to {set_aside}"
         last = f"{last_finite:.6g}" if last_finite is not None else "none yet"
         super().__init__(
-            f"{name} became {value} at step {step} (last finite {name}: {last}); training stopped and "
+            f"{name} became {value} at step {step} (last finite loss: {last}); training stopped and "
             f"{where}. Lower the learning rate, clip gradients (grad_clip=...) or check the inputs."
         )
+
+
+def _first_nonfinite(named: Iterable[Tuple[str, torch.Tensor]]) -> Optional[Tuple[str, float]]:
+    """The first (name, offending value) among floating tensors holding NaN or inf, else None."""
+    for name, t in named:
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = t.detach()[~torch.isfinite(t.detach())].flatten()[0]
+            return name, float(bad)
+    return None
+
+
+class _DeferredInterrupt:
+    """Within a ``with`` block, Ctrl-C (SIGINT) and SIGTERM only *ask* to stop; :attr:`requested` says so.
+
+    The training loop checks it between steps, so an interrupt never leaves a step half done: the
+    step finishes, a checkpoint is written, and then ``KeyboardInterrupt`` (or ``SystemExit`` for
+    SIGTERM) is raised. A second Ctrl-C stops at once (the last checkpoint on disk stays good).
+    Signal handlers can only be set in the main thread; elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested: Optional[int] = None
+        self._old: Dict[int, Any] = {}
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now
+        self.requested = signum
+        print("\ninterrupt: finishing the current step, then saving (Ctrl-C again stops at once)",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._old[sig] = signal.signal(sig, self._handler)
+                except (ValueError, OSError):  # not supported here
+                    pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def raise_if_requested(self) -> None:
+        if self.requested == signal.SIGTERM:
+            raise SystemExit(128 + signal.SIGTERM)
+        if self.requested is not None:
+            raise KeyboardInterrupt
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -330,6 +401,8 @@ class Trainer:
         self.history: List[Dict[str, float]] = []
         self.last_finite: Dict[str, float] = {}
         self.last_checkpoint: Optional[Path] = None
+        self.last_checkpoint_step: Optional[int] = None
+        self._previous_checkpoint_step: Optional[int] = None
         self._epoch_rng: Optional[Dict[str, Any]] = None
         self._iter: Optional[Iterator] = None
 
@@ -364,9 +437,27 @@ class Trainer:
         """Raise :class:`NonFiniteLossError` if ``value`` is NaN/inf, else return it as a float."""
         v = _as_float(value)
         if not math.isfinite(v):
-            raise NonFiniteLossError(self.step + 1, name, v, self.last_finite.get(name), self.last_checkpoint)
+            raise self._nonfinite(name, v)
         self.last_finite[name] = v
         return v
+
+    def _nonfinite(self, name: str, value: float) -> NonFiniteLossError:
+        """The error for a non-finite value in step ``self.step + 1``, after making sure the checkpoint
+        it names is good: a checkpoint of the state this step started from produced the bad value,
+        so it is set aside (``last.nonfinite.pt``) and the one before it becomes ``last.pt`` again."""
+        path, step, aside = self.last_checkpoint, self.last_checkpoint_step, None
+        if path is not None and step == self.step and self.is_main and path.exists():
+            previous = path.with_name(path.stem + ".previous" + path.suffix)
+            aside = path.with_name(path.stem + ".nonfinite" + path.suffix)
+            os.replace(path, aside)
+            if previous.exists():
+                os.replace(previous, path)
+                step = self._previous_checkpoint_step
+            else:
+                path, step = None, None
+            self.last_checkpoint, self.last_checkpoint_step = path, step
+        return NonFiniteLossError(self.step + 1, name, value, self.last_finite.get(self.loss_key), path, step,
+                                  set_aside=aside, checkpointing=self.checkpoint_dir is not None)
 
     def optimize(self, loss: torch.Tensor, name: str = "model", *, retain_graph: bool = False,
                  zero_grad: bool = True) -> Optional[float]:
@@ -387,11 +478,25 @@ class Trainer:
             scaler.unscale_(opt)
             params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
             norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+        if not scaler.is_enabled():  # (with fp16 the scaler itself skips steps with inf gradients)
+            self._check_gradients(opt, name)
         scaler.step(opt)
         scaler.update()
         if name in self.schedulers:
             self.schedulers[name].step()
         return norm
+
+    def _param_names(self) -> Dict[int, str]:
+        return {id(p): f"{m}.{n}" for m, mod in self.raw_models.items() for n, p in mod.named_parameters()}
+
+    def _check_gradients(self, opt: torch.optim.Optimizer, name: str) -> None:
+        """Stop before the update if any gradient is NaN/inf (the parameters stay as they were)."""
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        if not params or bool(torch.stack([torch.isfinite(p.grad).all() for p in params]).all()):
+            return
+        names = self._param_names()
+        found = _first_nonfinite((names.get(id(p), f"{name} parameter {i}"), p.grad) for i, p in enumerate(params))
+        raise self._nonfinite(f"gradient of {found[0]}", found[1])
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
@@ -445,11 +550,25 @@ class Trainer:
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             raise ValueError("no checkpoint path: pass path= or create the Trainer with checkpoint_dir=")
+        state = self.state_dict()
+        bad = _first_nonfinite(
+            [(f"{m}.{n}", t) for m, sd in state["models"].items() for n, t in sd.items()]
+            + [(f"extra {k}.{n}", t) for k, sd in state["extra"].items() if isinstance(sd, Mapping)
+               for n, t in sd.items()]
+        )
+        if bad is not None:  # never write a checkpoint that cannot train on; the last one stays good
+            raise NonFiniteLossError(self.step, f"parameter {bad[0]}", bad[1], self.last_finite.get(self.loss_key),
+                                     self.last_checkpoint, self.last_checkpoint_step)
         if self.is_main:
-            atomic_torch_save(self.state_dict(), path)
+            if path.exists() and path == self.last_checkpoint:
+                # Keep the one before: if the state just saved turns out to diverge on the next step,
+                # the previous checkpoint is the last good one.
+                os.replace(path, path.with_name(path.stem + ".previous" + path.suffix))
+                self._previous_checkpoint_step = self.last_checkpoint_step
+            atomic_torch_save(state, path)
         if self.world_size > 1:
             dist.barrier()
-        self.last_checkpoint = path
+        self.last_checkpoint, self.last_checkpoint_step = path, self.step
         return path
 
     def resume(self, path: Union[str, os.PathLike, None] = None) -> bool:
@@ -458,7 +577,7 @@ class Trainer:
         if path is None or not path.exists():
             return False
         self.load_state_dict(load_checkpoint(path, map_location="cpu"))
-        self.last_checkpoint = path
+        self.last_checkpoint, self.last_checkpoint_step = path, self.step
         self._iter = None  # rebuilt at the saved position on the next batch
         return True
 
@@ -518,7 +637,9 @@ class Trainer:
             m.train()
         bar = tqdm(total=steps, initial=min(self.step, steps), desc=self.desc,
                    disable=not (self.progress and self.is_main), dynamic_ncols=True, leave=True)
+        interrupt = _DeferredInterrupt()
         try:
+            interrupt.__enter__()
             while self.step < steps:
                 batch = self._next_batch(data)
                 if self.shard_batches:
@@ -540,11 +661,20 @@ class Trainer:
                 bar.update(1)
                 if self.checkpoint_dir is not None and self.checkpoint_every and self.step % self.checkpoint_every == 0:
                     self.save()
+                if interrupt.requested is not None:  # asked to stop: the step is complete, save it
+                    if self.checkpoint_dir is not None and self.last_checkpoint_step != self.step:
+                        self.save()
+                    interrupt.raise_if_requested()
         except KeyboardInterrupt:
-            if self.checkpoint_dir is not None:
-                self.save()
+            # Either after a completed, saved step (above) or mid-step (a second Ctrl-C, or outside
+            # the main thread): then nothing is saved, because a half-done step cannot resume exactly;
+            # the last checkpoint on disk stays the good one.
+            if self.last_checkpoint is not None and self.is_main:
+                print(f"stopped; resume from {self.last_checkpoint} (after step {self.last_checkpoint_step})",
+                      file=sys.stderr, flush=True)
             raise
         finally:
+            interrupt.__exit__(None, None, None)
             bar.close()
         if eval_fn is not None and not (eval_every and self.step % eval_every == 0) and self.history:
             self.history[-1].update({k: _as_float(v) for k, v in eval_fn(self).items()})

@@ -5,7 +5,8 @@ manifest) goes through :func:`atomic_target`: the data is written to a temporary
 folder, flushed and ``fsync``-ed, then renamed over the target with :func:`os.replace` (atomic on
 POSIX and Windows), and the folder is ``fsync``-ed so that the rename itself survives a power cut.
 A failure at any point (an exception, Ctrl-C) removes the temporary file and leaves the old target
-untouched.
+untouched; a temporary file left by a killed process is removed by the next write of the same
+target; a full disk is reported as such, with the path.
 
 This module needs only the standard library (PyTorch only for :func:`atomic_torch_save`), so the
 data scripts can use it without loading PyTorch.
@@ -14,6 +15,8 @@ data scripts can use it without loading PyTorch.
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import os
 import tempfile
@@ -55,7 +58,10 @@ def atomic_target(path: PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    prefix, suffix = f".{final.stem}.", f".tmp{final.suffix}"
+    for stale in final.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+        stale.unlink(missing_ok=True)  # left by a write that was killed (kill -9, power cut)
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -63,6 +69,12 @@ def atomic_target(path: PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"disk full? could not write {final} ({e.strerror}); the previous "
+                          "file, if any, is unchanged") from e
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -88,5 +100,10 @@ def atomic_torch_save(obj: Any, path: PathLike) -> Path:
     import torch  # here, not at the top: the download layer uses this module without PyTorch
 
     with atomic_target(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
+        try:
+            torch.save(obj, f)
+        except RuntimeError as e:  # torch's zip writer reports a failed write (e.g. a full disk) like this
+            if "write" not in str(e).lower():
+                raise
+            raise OSError(errno.EIO, f"could not write {path}: disk full? ({e})") from e
     return Path(path)
