@@ -99,3 +99,19 @@ def test_duplicate_thebe_config_is_removed_once_per_page(tmp_path):
     assert twice.read_text().count("THEBE_JS_URL") == 1 and "<meta>" in twice.read_text()
     assert once.read_text() == f"<head>\n{script}</head>\n"
     assert build_book.dedupe_thebe_config(tmp_path) == 0  # idempotent
+
+
+def test_runner_refuses_unknown_parameters_and_values_before_running(tmp_path, capsys):
+    ch = tmp_path / "tiny.md"
+    ch.write_text(CHAPTER)
+    assert run_chapters.chapter_parameters(ch) == {"profile": "quick", "device": "cpu", "out_dir": None, "answer": 1}
+    for argv, message in [
+        (["-p", "profil", "full"], "tiny has no parameter 'profil'; its parameters are answer, device, out_dir, profile"),
+        (["--device", "gpu"], "device must be one of auto, cpu, cuda, mps"),
+        (["--device", "cuda:x"], "device must be one of"),
+    ]:
+        with pytest.raises(SystemExit):
+            run_chapters.main([str(ch), "--out", str(tmp_path / "out"), *argv])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "tiny.ipynb").exists()  # nothing ran
+    assert run_chapters.check_parameters(run_chapters.toc_chapters(), {"profile": "full", "device": "cuda:1"}) == []

@@ -60,6 +60,47 @@ def parse_value(text: str):
         return text
 
 
+DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
+
+
+def chapter_parameters(chapter: Path) -> dict:
+    """The names and default values the chapter's cell tagged ``parameters`` assigns (read with ``ast``)."""
+    import ast
+
+    import jupytext
+
+    nb = jupytext.read(chapter)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{chapter}: expected one cell tagged 'parameters', found {len(cells)}")
+    names = {}
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, ast.Assign):
+            for t in node.targets:
+                if isinstance(t, ast.Name):
+                    names[t.id] = ast.literal_eval(node.value) if isinstance(node.value, ast.Constant) else None
+    return names
+
+
+def check_parameters(chapters: list[Path], params: dict) -> list[str]:
+    """Problems with ``params`` for these chapters, before anything runs: unknown names (a typo such as
+    ``-p profil full`` would silently run the defaults), and values of ``profile``/``device`` that no
+    chapter accepts."""
+    problems = []
+    for ch in chapters:
+        known = chapter_parameters(ch)
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            problems.append(f"{ch.stem} has no parameter {', '.join(map(repr, unknown))}; its parameters are "
+                            f"{', '.join(sorted(known))}")
+    if params.get("profile") not in ("quick", "full"):
+        problems.append(f"profile must be 'quick' or 'full', got {params.get('profile')!r}")
+    device = str(params.get("device", "cpu"))
+    if device.split(":")[0] not in DEVICE_TYPES or (":" in device and not device.split(":", 1)[1].isdigit()):
+        problems.append(f"device must be one of {', '.join(DEVICE_TYPES)} (or cuda:N), got {device!r}")
+    return problems
+
+
 def execute(chapter: Path, out_dir: Path, params: dict, timeout: int, threads: int | None) -> tuple[bool, float, str]:
     """Run one chapter in its own papermill process (so several can run side by side)."""
     import jupytext
@@ -136,6 +177,9 @@ def main(argv=None) -> int:
         base["seed"] = args.seed
     for name, value in args.parameter:
         base[name] = parse_value(value)
+    problems = check_parameters(chapters, base)
+    if problems:
+        ap.error("; ".join(problems))
 
     print(f"executing {len(chapters)} chapter(s) with {base}, {args.jobs} at a time"
           + (f", {args.threads} thread(s) each" if args.threads else ""), flush=True)
