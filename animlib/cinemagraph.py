@@ -269,6 +269,9 @@ class CinemagraphGenerator(nn.Module):
                 if actions is None:
                     raise ValueError("an action-conditioned generator needs actions (B, n) or a callable")
                 a = actions(t, h) if callable(actions) else actions[:, t]
+                if a.shape != (x.shape[0],) or bool((a < 0).any()) or bool((a >= N).any()):
+                    raise ValueError(f"actions at step {t} must be {x.shape[0]} integers in [0, {N}) (one per clip), "
+                                     f"got shape {tuple(a.shape)} with values {a.tolist()[:8]}")
                 onehot = F.one_hot(a.long(), N).to(h.dtype)
                 info["action"].append(a)
             if decoder_grad:

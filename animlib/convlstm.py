@@ -188,6 +188,9 @@ class PeepholeLSTMCell(nn.Module):
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
         h_prev, c_prev = state  # (B, H), (B, H)
+        if tuple(h_prev.shape) != (x.shape[0], self.hidden_size) or tuple(c_prev.shape) != tuple(h_prev.shape):
+            raise ValueError(f"state (h, c) must be two ({x.shape[0]}, {self.hidden_size}) tensors for this input, got "
+                             f"{tuple(h_prev.shape)} and {tuple(c_prev.shape)}")
         pre = self.gates(torch.cat([x, h_prev], dim=1))  # (B, 4H)
         out = lstm_gates(pre, c_prev, self.w_ci, self.w_cf, self.w_co)
         for rec in self._recorders:
@@ -302,7 +305,8 @@ class ConvLSTMCell(nn.Module):
         if state is None:
             state = self.init_state(x)
         h_prev, c_prev = state  # (B, C, H, W) each
-        if h_prev.shape[-2:] != x.shape[-2:] or h_prev.shape[1] != self.hidden_channels:
+        if (h_prev.shape[-2:] != x.shape[-2:] or h_prev.shape[1] != self.hidden_channels
+                or h_prev.shape[0] != x.shape[0] or c_prev.shape != h_prev.shape):
             raise ValueError(
                 f"state shape {tuple(h_prev.shape)} does not fit input {tuple(x.shape)} "
                 f"(expected (B, {self.hidden_channels}, {x.shape[-2]}, {x.shape[-1]}))"

@@ -649,7 +649,9 @@ class RelativeDepthStep:
         trainer.optimize(loss, self.model)
         with torch.no_grad():
             ordered = rel != 0
-            acc = ordinal_accuracy(z_x[ordered], z_y[ordered], rel[ordered]) if bool(ordered.any()) else float("nan")
+            if not bool(ordered.any()):  # only "equal" pairs (a wall, a sky crop): accuracy is undefined here
+                return {"loss": loss.detach()}
+            acc = ordinal_accuracy(z_x[ordered], z_y[ordered], rel[ordered])
         return {"loss": loss.detach(), "accuracy": acc}
 
 

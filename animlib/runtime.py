@@ -48,7 +48,15 @@ def get_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
     An explicit request for a device that is not present raises a ``RuntimeError`` that says so,
     instead of failing later inside a kernel.
     """
-    if device is None or (isinstance(device, str) and device.lower() == "auto"):
+    if isinstance(device, str):
+        device = device.strip().lower()
+        device = {"gpu": "cuda", "cuda:gpu": "cuda"}.get(device, device)
+        if device.startswith("gpu:"):
+            device = "cuda:" + device[4:]
+        kind, _, index = device.partition(":")
+        if kind not in ("auto", "cpu", "cuda", "mps") or (index and not index.isdigit()) or (index and kind != "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (also 'gpu'), got {device!r}")
+    if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)

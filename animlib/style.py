@@ -285,6 +285,10 @@ def _as_batch(img: Tensor, who: str) -> Tensor:
         )
     if not torch.isfinite(img).all():
         raise ValueError(f"{who} contains NaN or inf")
+    lo, hi = float(img.min()), float(img.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(f"{who} must hold values in [0, 1], got [{lo:.3g}, {hi:.3g}]"
+                         + (": divide 0..255 images by 255" if hi > 1.5 else ""))
     return img
 
 

@@ -227,6 +227,9 @@ class ConvVAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder logits (B, C, S, S); apply ``torch.sigmoid`` for images."""
+        d = self.config.latent_dim
+        if z.ndim != 2 or z.shape[1] != d:
+            raise ValueError(f"this VAE decodes latents of shape (B, {d}), got {tuple(z.shape)}")
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor, sample: bool = True):
@@ -249,6 +252,12 @@ def _images(batch) -> torch.Tensor:
     x = batch[0] if isinstance(batch, (tuple, list)) else batch
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError("a VAE batch must be images (B, C, H, W) or a tuple/list whose first element is.")
+    if not x.is_floating_point():
+        raise TypeError(f"VAE images must be float tensors in [0, 1], got {x.dtype}: divide uint8 images by 255")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"VAE images must lie in [0, 1] (the reconstruction is a Bernoulli likelihood), got values "
+                         f"in [{lo:.3g}, {hi:.3g}]" + (": divide 0..255 images by 255" if hi > 1.5 else ""))
     return x
 
 
@@ -265,6 +274,12 @@ class VAEStep:
     warmup_steps: int = 0  # β rises linearly from 0 over these steps (:func:`beta_at`)
     name: str = "vae"  # which of the trainer's models/optimisers to use
     sample: bool = True  # decode z ~ q(z|x) (a VAE) or z = μ (an autoencoder)
+
+    def __post_init__(self) -> None:
+        if not self.beta >= 0:
+            raise ValueError(f"beta must be >= 0 (a negative weight would maximise the KL), got {self.beta}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
     def __call__(self, trainer: Trainer, batch) -> Dict[str, torch.Tensor]:
         x = _images(batch)

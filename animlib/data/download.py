@@ -44,6 +44,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, Iterator, List, Tuple, Union
 
@@ -513,10 +514,12 @@ def _inside(root: Path, path: PathLike) -> bool:
 class _Writer:
     """Writes checked members under ``root``; every write re-checks the real path (symlink chains)."""
 
-    def __init__(self, root: Path, archive: Path) -> None:
+    def __init__(self, root: Path, archive: Path, max_bytes: int) -> None:
         self.root = root
         self.archive = archive
         self.links: List[Path] = []
+        self.max_bytes = max_bytes  # for all members together (a decompression bomb stops here)
+        self.written = 0
 
     def _dest(self, rel: PurePosixPath) -> Path:
         dest = self.root.joinpath(*rel.parts)
@@ -536,7 +539,18 @@ class _Writer:
     def file(self, rel: PurePosixPath, stream: Any, mode: int) -> None:
         dest = self._dest(rel)
         with open(dest, "wb") as out:
-            shutil.copyfileobj(stream, out, _CHUNK)
+            while True:
+                block = stream.read(_CHUNK)
+                if not block:
+                    break
+                self.written += len(block)
+                if self.written > self.max_bytes:
+                    raise UnsafeArchiveError(
+                        f"{self.archive}: extracting {str(rel)!r} passes {self.max_bytes / 2**20:.0f} MiB in total, "
+                        "far more than an archive of this size should hold (a decompression bomb?); refusing. "
+                        "Raise max_bytes= if the data set really is that large."
+                    )
+                out.write(block)
         os.chmod(dest, 0o755 if mode & 0o111 else 0o644)
 
     def symlink(self, rel: PurePosixPath, target: str) -> None:
@@ -598,15 +612,28 @@ def _extract_zip(archive: Path, writer: _Writer) -> None:
             elif unix_mode and not stat.S_ISREG(unix_mode) and stat.S_IFMT(unix_mode):
                 raise UnsafeArchiveError(f"{archive} contains a special file ({info.filename!r}); refusing to extract it.")
             else:
+                if info.file_size > _MAX_RATIO * max(info.compress_size, 1) and info.file_size > 2**20:
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {info.filename!r} expands {info.file_size / max(info.compress_size, 1):.0f}:1 "
+                        f"(more than {_MAX_RATIO}:1; a decompression bomb?); refusing to extract it."
+                    )
                 with zf.open(info) as stream:
                     writer.file(rel, stream, unix_mode)
 
 
-def extract_archive(archive: PathLike, target: PathLike, *, marker: str = EXTRACTED_MARKER) -> Path:
+#: Most a member may expand (uncompressed : compressed). Real data sets stay far below (images and
+#: video barely compress; text metadata about 10:1); decompression bombs reach 1000:1.
+_MAX_RATIO = 100
+
+
+def extract_archive(archive: PathLike, target: PathLike, *, marker: str = EXTRACTED_MARKER,
+                    max_bytes: int | None = None) -> Path:
     """Safely extract a .zip / .tar / .tar.gz / .tgz / .tar.bz2 archive into the folder ``target``.
 
     Members are checked one by one: absolute paths, ``..`` components, symbolic or hard links that
-    resolve outside ``target`` and device/FIFO files raise :class:`UnsafeArchiveError`. Everything is
+    resolve outside ``target`` and device/FIFO files raise :class:`UnsafeArchiveError`. So does an
+    archive that expands too much: a zip member past :data:`_MAX_RATIO`:1, or more than ``max_bytes``
+    written in all (default: that ratio times the archive's size, at least 64 MiB). Everything is
     written to a temporary folder in ``target``'s parent, which becomes ``target`` by one rename after
     the last member, so that a failed extraction leaves nothing behind. A marker file inside
     ``target`` records the completed extraction; if it exists, nothing is done (idempotent re-runs).
@@ -634,14 +661,15 @@ def extract_archive(archive: PathLike, target: PathLike, *, marker: str = EXTRAC
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
     try:
-        writer = _Writer(tmp, archive)
+        size = archive.stat().st_size
+        writer = _Writer(tmp, archive, max_bytes if max_bytes is not None else max(_MAX_RATIO * size, 64 * 2**20))
         log.info("Extracting %s -> %s", archive, target)
         (_extract_zip if kind == "zip" else _extract_tar)(archive, writer)
         writer.check_links()
         info = {"archive": archive.name, "size": archive.stat().st_size, "date": _dt.datetime.now().isoformat(timespec="seconds")}
         (tmp / marker).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         os.rename(tmp, target)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DownloadError(f"{archive} is damaged and cannot be extracted ({e}). Delete it and download it again.") from e
     except BaseException:

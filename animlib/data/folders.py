@@ -86,7 +86,13 @@ def load_image(path: PathLike, channels: int | None = None) -> torch.Tensor:
     ``channels=1`` converts colour to luminance, ``channels=3`` repeats a gray channel; ``None``
     keeps what the file holds (1 or 3).
     """
-    array = np.asarray(iio.imread(path))
+    try:
+        array = np.asarray(iio.imread(path))
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # truncated or corrupt files raise many kinds of errors deep inside a reader
+        raise OSError(f"could not read the image {path}: {type(e).__name__}: {e}. The file is damaged or "
+                      "incomplete; run its data script again (it re-downloads and verifies).") from e
     if array.dtype == np.uint8:
         x = torch.from_numpy(array.astype(np.float32) / 255.0)
     elif array.dtype == np.uint16:
@@ -184,6 +190,16 @@ def _resolve(root: Path, path: PathLike | None) -> Path | None:
         return None
     p = Path(path)
     return p if p.is_absolute() else root / p
+
+
+def _inside(root: Path, relative: str, table: Path) -> Path:
+    """``root / relative``, refusing paths that leave ``root`` (``../x``, absolute paths, symlinks out)."""
+    target = (root / relative).resolve()
+    base = root.resolve()
+    if Path(relative).is_absolute() or (target != base and base not in target.parents):
+        raise ValueError(f"{table} lists {relative!r}, which is outside the prepared folder {root}; a label "
+                         "table may only name files inside its folder.")
+    return root / relative
 
 
 class FrameFolderDataset(Dataset):
@@ -290,8 +306,12 @@ class FrameFolderDataset(Dataset):
         ci, start, length = self._items[index]
         frames = [load_image(p, self.channels) for p in self._frames[ci][start : start + length]]
         shapes = {tuple(f.shape) for f in frames}
+        if len({s[0] for s in shapes}) > 1:
+            raise ValueError(f"Frames of clip {self.clips[ci]} mix gray and colour ({sorted(shapes)}); pass "
+                             "channels=1 or channels=3 to convert them all.")
         if len(shapes) > 1 and self.size is None:
-            raise ValueError(f"Frames of clip {self.clips[ci]} differ in shape {sorted(shapes)}; pass size=... to resize them.")
+            raise ValueError(f"Frames of clip {self.clips[ci]} differ in size {sorted(shapes)}; pass size=... to "
+                             "resize them.")
         clip = torch.stack([_resize(f, self.size) for f in frames])  # (T, C, H, W)
         if self.transform is not None:
             clip = self.transform(clip)
@@ -340,6 +360,8 @@ class ImageFolderDataset(Dataset):
         label_path = _resolve(self.root, labels)
         if label_path is not None:
             table = _read_label_table(label_path, label_column, ("path", "image"))
+            for k in table:
+                _inside(self.root, k, label_path)
             missing = [k for k in table if not (self.root / k).is_file()]
             if missing:
                 raise FileNotFoundError(
