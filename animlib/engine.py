@@ -369,8 +369,6 @@ class Trainer:
             raise ValueError(f"grad_clip must be a positive number (a maximal gradient norm) or None, got {grad_clip!r}")
         if not isinstance(checkpoint_every, int) or checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be a number of steps >= 0 (0: only at the end), got {checkpoint_every!r}")
-        if checkpoint_every and checkpoint_dir is None:
-            raise ValueError("checkpoint_every is set but checkpoint_dir is not: say where the checkpoints go")
         if not isinstance(log_every, int) or log_every < 1:
             raise ValueError(f"log_every must be a number of steps >= 1, got {log_every!r}")
         self._init_distributed()
