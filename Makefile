@@ -25,7 +25,7 @@ RUN_ARGS := --profile $(PROFILE) --device $(DEVICE) $(if $(DATA_ROOT),--data-roo
 AVX2_CPU := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 PLAIN_CPU := ATEN_CPU_CAPABILITY=default
 
-.PHONY: setup book test lint unit unit-cpus execute validate html browser clean
+.PHONY: setup book test lint unit unit-cpus bench-smoke execute validate html browser clean
 
 $(VENV)/.stamp: env/requirements-book.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,7 @@ book: execute html
 	@echo "The book is in _build/html/index.html"
 
 lint: setup
-	$(VENV)/bin/ruff check animlib tests tools data_scripts
+	$(VENV)/bin/ruff check animlib tests tools data_scripts benchmarks
 
 unit: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "not browser" -n $(JOBS) -q -p no:cacheprovider --durations=15
@@ -71,7 +71,11 @@ browser: setup
 	bash tools/ensure_chromium.sh
 	$(PY) -m pytest tests -m browser -q -p no:cacheprovider
 
-test: lint unit unit-cpus execute validate html browser
+# The benchmarks once, small: they must run and print their table (ratios are reported, not asserted).
+bench-smoke: setup
+	OMP_NUM_THREADS=1 $(PY) benchmarks/run.py --quick --out _build/benchmarks.json
+
+test: lint unit unit-cpus bench-smoke execute validate html browser
 	@echo "All tests passed."
 
 clean:

@@ -498,7 +498,14 @@ class Trainer:
     def _check_gradients(self, opt: torch.optim.Optimizer, name: str) -> None:
         """Stop before the update if any gradient is NaN/inf (the parameters stay as they were)."""
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-        if not params or bool(torch.stack([torch.isfinite(p.grad).all() for p in params]).all()):
+        if not params:
+            return
+        grads = [p.grad.detach() for p in params]
+        if hasattr(torch.nn.utils, "get_total_norm"):  # the max-abs norm: inf/NaN only for a non-finite entry
+            biggest = torch.nn.utils.get_total_norm(grads, norm_type=float("inf"))
+        else:  # torch < 2.6
+            biggest = torch.stack([g.abs().amax() for g in grads]).amax()
+        if bool(torch.isfinite(biggest)):
             return
         names = self._param_names()
         found = _first_nonfinite((names.get(id(p), f"{name} parameter {i}"), p.grad) for i, p in enumerate(params))
