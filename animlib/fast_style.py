@@ -391,7 +391,7 @@ class FastStyleSettings(ProfileSettings):
 
     @classmethod
     def quick(cls) -> FastStyleSettings:
-        return cls(transformer=TransformerConfig.quick(), steps=250, crop=64, batch=4, checkpoint_every=0)
+        return cls(transformer=TransformerConfig.quick(), steps=190, crop=64, batch=4, checkpoint_every=0)
 
     @classmethod
     def full(cls) -> FastStyleSettings:

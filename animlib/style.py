@@ -713,8 +713,8 @@ class StyleSettings(ProfileSettings):
 
     @classmethod
     def quick(cls) -> StyleSettings:
-        return cls(size=(128, 160), input_pool=1, tex_size=(96, 96), tex_steps=50, steps=100, cmp_steps=60,
-                   grid_steps=80)
+        return cls(size=(128, 160), input_pool=1, tex_size=(96, 96), tex_steps=40, steps=85, cmp_steps=50,
+                   grid_steps=70)
 
     @classmethod
     def full(cls) -> StyleSettings:

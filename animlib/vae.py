@@ -405,7 +405,7 @@ def reparam_grad(f: Callable[[torch.Tensor], torch.Tensor], mu: torch.Tensor, lo
 class VAESettings(ProfileSettings):
     """Everything chapter 5 sizes by profile (the data, the VAE, its training and the measurements).
 
-    ``quick``: 32×32 synthetic faces, a 64-d latent, 1,800 steps of batch 64 on a CPU. ``full``: the
+    ``quick``: 32×32 synthetic faces, a 64-d latent, 1,400 steps of batch 64 on a CPU. ``full``: the
     source's 64×64 faces, a 200-d latent and 30 epochs of batch 128 on a GPU. Training length is
     ``steps`` when given, else ``epochs`` passes over the data (:meth:`train_steps`).
     """
@@ -433,8 +433,8 @@ class VAESettings(ProfileSettings):
 
     @classmethod
     def quick(cls) -> VAESettings:
-        return cls(size=32, latent=64, width=32, n_train=16_000, n_test=1_000, batch=64, steps=1_800, epochs=None,
-                   lr=2e-3, beta=0.1, warmup=600, ae_steps=500, reg_steps=600, n_clips=40, frames=16, n_grad=1_000)
+        return cls(size=32, latent=64, width=32, n_train=16_000, n_test=1_000, batch=64, steps=1_400, epochs=None,
+                   lr=2e-3, beta=0.1, warmup=600, ae_steps=400, reg_steps=450, n_clips=40, frames=16, n_grad=1_000)
 
     @classmethod
     def full(cls) -> VAESettings:

@@ -161,7 +161,7 @@ class VAEGANStep:
 class VAEGANSettings(ProfileSettings):
     """Everything chapter 6 sizes by profile: the faces, the shared VAE, both trainings, the videos.
 
-    ``quick``: 32×32 synthetic faces, 720 steps of batch 48 on a CPU; ``full``: the source's 64×64
+    ``quick``: 32×32 synthetic faces, 560 steps of batch 48 on a CPU; ``full``: the source's 64×64
     faces, a 200-d latent and 30 epochs of batch 128 on a GPU. Training length is ``steps`` when
     given, else ``epochs`` passes over the data (:meth:`train_steps`).
     """
@@ -189,8 +189,8 @@ class VAEGANSettings(ProfileSettings):
 
     @classmethod
     def quick(cls) -> VAEGANSettings:
-        return cls(size=32, latent=64, width=32, n_train=16_000, n_test=300, batch=48, steps=720, epochs=None, lr=2e-3,
-                   beta=0.1, warmup=300, adv=20.0, d_lr=2e-4, n_clips=24, frames=16, toy_steps=1_600)
+        return cls(size=32, latent=64, width=32, n_train=16_000, n_test=300, batch=48, steps=560, epochs=None, lr=2e-3,
+                   beta=0.1, warmup=240, adv=20.0, d_lr=2e-4, n_clips=24, frames=16, toy_steps=1_600)
 
     @classmethod
     def full(cls) -> VAEGANSettings:
