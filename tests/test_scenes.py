@@ -105,6 +105,19 @@ def test_scene_stream_is_deterministic_per_step():
     assert a["frames"].shape == (4, 8, 3, 32, 32)
 
 
+def test_scenes_render_on_the_requested_device():
+    # "meta" tensors have shapes but no data: every tensor of the scene must have been made there
+    # (a CPU-only step would fail or return a CPU tensor), as it must on a GPU.
+    s = make_scenes(3, seed=2, extras=("flame", "branch"), device="meta")
+    assert {t.device.type for t in s.as_dict().values()} == {"meta"}
+    assert s.frames.shape == (3, 8, 3, 32, 32)
+    # the random draws stay on the CPU's seeded generator: the same scenes wherever they render
+    a, b = make_scenes(3, seed=2, extras=("flame", "branch")), make_scenes(3, seed=2, extras=("flame", "branch"),
+                                                                            device="cpu")
+    assert torch.equal(a.frames, b.frames) and torch.equal(a.mask, b.mask)
+    assert SceneStream(2, seed=0, device="meta")(0)["frames"].device.type == "meta"
+
+
 def test_full_profile_size():
     s = make_scenes(2, seed=0, size=128, frames=16, num_classes=8, block=8)
     assert s.frames.shape == (2, 16, 3, 128, 128)

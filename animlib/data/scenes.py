@@ -140,31 +140,32 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return v[:, None] - v[:, None] * s[:, None] * torch.clamp(torch.minimum(kk, 4.0 - kk), 0.0, 1.0)
 
 
-def _rand(g: torch.Generator, *shape) -> torch.Tensor:
-    return torch.rand(*shape, generator=g)
+def _rand(g: torch.Generator, *shape, device=None) -> torch.Tensor:
+    # drawn on the CPU (the seeded generator lives there), so every device renders the same scenes
+    return torch.rand(*shape, generator=g).to(device)
 
 
-def _background(g: torch.Generator, n: int, size: int, block: int) -> torch.Tensor:
+def _background(g: torch.Generator, n: int, size: int, block: int, device=None) -> torch.Tensor:
     """Blocky, muted colour noise ``(N, 3, H, W)``: texture that a model must keep still."""
-    coarse = _rand(g, n, 3, size // block, size // block)  # (N, 3, h, w)
+    coarse = _rand(g, n, 3, size // block, size // block, device=device)  # (N, 3, h, w)
     gray = coarse.mean(1, keepdim=True)
     coarse = 0.15 + 0.6 * (0.55 * gray + 0.45 * coarse)  # desaturate so the stripes stand out
     return F.interpolate(coarse, scale_factor=block, mode="nearest")  # (N, 3, H, W)
 
 
-def _water(cfg: SceneConfig, g: torch.Generator, n: int, labels: torch.Tensor):
+def _water(cfg: SceneConfig, g: torch.Generator, n: int, labels: torch.Tensor, device=None):
     """Stripe frames, band masks and velocities for the water band of each scene."""
     S, T, P = cfg.size, cfg.frames, cfg.period_px
-    colors = class_colors(cfg.num_classes)[labels]  # (N, 3)
+    colors = class_colors(cfg.num_classes)[labels].to(device)  # (N, 3)
     direction = labels % 4
     speed = 1 + labels // 4
     dirs = torch.tensor([[d[0], d[1]] for d in DIRECTIONS], dtype=torch.float32)
-    velocity = dirs[direction] * speed[:, None].float()  # (N, 2) px per frame
+    velocity = (dirs[direction] * speed[:, None].float()).to(device)  # (N, 2) px per frame
     width = max(4, int(round(cfg.band * S)))
-    start = (_rand(g, n) * (S - width + 1)).long()  # (N,)
-    phase = _rand(g, n) * P
-    coord = torch.arange(S, dtype=torch.float32)
-    t = torch.arange(T, dtype=torch.float32)
+    start = (_rand(g, n, device=device) * (S - width + 1)).long()  # (N,)
+    phase = _rand(g, n, device=device) * P
+    coord = torch.arange(S, dtype=torch.float32, device=device)
+    t = torch.arange(T, dtype=torch.float32, device=device)
     horizontal = velocity[:, 0] != 0  # flow along x: stripes vary along x, band spans rows
     v = torch.where(horizontal, velocity[:, 0], velocity[:, 1])  # (N,)
     # s(u, t) = 1/2 + 1/2 cos(2π (u - v t + phase) / P): a travelling wave along the flow axis u.
@@ -182,37 +183,40 @@ def _water(cfg: SceneConfig, g: torch.Generator, n: int, labels: torch.Tensor):
     return stripes, m_img[:, None], velocity
 
 
-def _flame(cfg: SceneConfig, g: torch.Generator, n: int):
+def _flame(cfg: SceneConfig, g: torch.Generator, n: int, device=None):
     """A soft orange blob whose brightness flickers once per loop: colours ``(N, T, 3, H, W)``, alpha."""
     S, T = cfg.size, cfg.frames
     r = S * 0.12
-    cy, cx = (r + _rand(g, n) * (S - 2 * r)), (r + _rand(g, n) * (S - 2 * r))
-    yy, xx = torch.meshgrid(torch.arange(S, dtype=torch.float32), torch.arange(S, dtype=torch.float32), indexing="ij")
+    cy, cx = (r + _rand(g, n, device=device) * (S - 2 * r)), (r + _rand(g, n, device=device) * (S - 2 * r))
+    ar = torch.arange(S, dtype=torch.float32, device=device)
+    yy, xx = torch.meshgrid(ar, ar, indexing="ij")
     d2 = (yy[None] - cy[:, None, None]) ** 2 + ((xx[None] - cx[:, None, None]) * 1.4) ** 2  # taller than wide
     alpha = torch.clamp(1.5 - d2.sqrt() / r, 0, 1)  # (N, H, W) soft disc
-    t = torch.arange(T, dtype=torch.float32)
-    phase = _rand(g, n) * 2 * math.pi
+    t = torch.arange(T, dtype=torch.float32, device=device)
+    phase = _rand(g, n, device=device) * 2 * math.pi
     bright = 0.55 + 0.45 * torch.cos(2 * math.pi * t[None] / T + phase[:, None])  # (N, T)
-    color = torch.tensor([1.0, 0.55, 0.1])
+    color = torch.tensor([1.0, 0.55, 0.1], device=device)
     img = color[None, None, :, None, None] * bright[:, :, None, None, None]  # (N, T, 3, 1, 1)
     return img.expand(n, T, 3, S, S), alpha[:, None, None].expand(n, T, 1, S, S), (alpha > 0).float()[:, None]
 
 
-def _branch(cfg: SceneConfig, g: torch.Generator, n: int):
+def _branch(cfg: SceneConfig, g: torch.Generator, n: int, device=None):
     """A dark bar rocking about its base, one swing per loop."""
     S, T = cfg.size, cfg.frames
     length, thick = S * 0.35, max(1.0, S / 24)
-    by, bx = S * (0.55 + 0.4 * _rand(g, n)), S * (0.15 + 0.7 * _rand(g, n))  # base point
-    t = torch.arange(T, dtype=torch.float32)
-    angle = -math.pi / 2 + 0.35 * torch.sin(2 * math.pi * t[None] / T + _rand(g, n)[:, None] * 6.28)  # (N, T)
+    by, bx = S * (0.55 + 0.4 * _rand(g, n, device=device)), S * (0.15 + 0.7 * _rand(g, n, device=device))  # base
+    t = torch.arange(T, dtype=torch.float32, device=device)
+    swing = _rand(g, n, device=device)[:, None] * 6.28
+    angle = -math.pi / 2 + 0.35 * torch.sin(2 * math.pi * t[None] / T + swing)  # (N, T)
     ey, ex = by[:, None] + length * torch.sin(angle), bx[:, None] + length * torch.cos(angle)  # tip (N, T)
-    yy, xx = torch.meshgrid(torch.arange(S, dtype=torch.float32), torch.arange(S, dtype=torch.float32), indexing="ij")
+    ar = torch.arange(S, dtype=torch.float32, device=device)
+    yy, xx = torch.meshgrid(ar, ar, indexing="ij")
     py, px = yy[None, None] - by[:, None, None, None], xx[None, None] - bx[:, None, None, None]  # (N, 1, H, W)
     dy, dx = (ey - by[:, None])[..., None, None], (ex - bx[:, None])[..., None, None]  # (N, T, 1, 1)
     u = torch.clamp((py * dy + px * dx) / (dy**2 + dx**2), 0, 1)
     dist = ((py - u * dy) ** 2 + (px - u * dx) ** 2).sqrt()  # (N, T, H, W) distance to the segment
     alpha = torch.clamp(thick + 0.5 - dist, 0, 1)
-    color = torch.tensor([0.25, 0.16, 0.08])
+    color = torch.tensor([0.25, 0.16, 0.08], device=device)
     img = color[None, None, :, None, None].expand(n, T, 3, S, S)
     return img, alpha[:, :, None], (alpha.amax(1) > 0).float()[:, None]
 
@@ -225,12 +229,16 @@ def make_scenes(
     config: Optional[SceneConfig] = None,
     seed: int = 0,
     labels: Optional[Union[Sequence[int], torch.Tensor]] = None,
+    device: Union[str, torch.device, None] = None,
     **overrides,
 ) -> Scenes:
     """Generate ``n`` looping scenes, deterministically from ``seed``.
 
     ``config`` (or keyword ``overrides`` of its fields, e.g. ``size=64``) sets their content;
-    ``labels`` fixes the motion classes (default: uniformly random). Returns :class:`Scenes`.
+    ``labels`` fixes the motion classes (default: uniformly random). ``device`` renders them there
+    (default the CPU): the random draws are made on the CPU either way, so a GPU renders the same
+    scenes, and a training loop that makes a batch per step does not wait for the host. Returns
+    :class:`Scenes` (on ``device``; ``labels`` too).
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
@@ -242,15 +250,15 @@ def make_scenes(
         lab = torch.as_tensor(labels, dtype=torch.long)
         if lab.shape != (n,) or lab.min() < 0 or lab.max() >= cfg.num_classes:
             raise ValueError(f"labels must be {n} ints in [0, {cfg.num_classes}), got {labels!r}")
-    bg = _background(g, n, cfg.size, cfg.block)  # (N, 3, H, W)
-    frames = bg[:, None].repeat(1, cfg.frames, 1, 1, 1)  # (N, T, 3, H, W)
-    stripes, mask, velocity = _water(cfg, g, n, lab)
-    frames = torch.where(mask[:, None].bool(), stripes, frames)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    bg = _background(g, n, cfg.size, cfg.block, dev)  # (N, 3, H, W)
+    stripes, mask, velocity = _water(cfg, g, n, lab, dev)
+    frames = torch.where(mask[:, None].bool(), stripes, bg[:, None])  # (N, T, 3, H, W)
     for extra in cfg.extras:
-        img, alpha, m = (_flame if extra == "flame" else _branch)(cfg, g, n)
+        img, alpha, m = (_flame if extra == "flame" else _branch)(cfg, g, n, dev)
         frames = frames * (1 - alpha) + img * alpha
         mask = torch.maximum(mask, m)
-    return Scenes(frames.clamp(0, 1).contiguous(), mask, lab, velocity, cfg)
+    return Scenes(frames.clamp_(0, 1), mask, lab.to(dev), velocity, cfg)
 
 
 class SceneStream:
@@ -261,13 +269,15 @@ class SceneStream:
     with small seeds.
     """
 
-    def __init__(self, batch_size: int, config: Optional[SceneConfig] = None, seed: int = 0, **overrides):
+    def __init__(self, batch_size: int, config: Optional[SceneConfig] = None, seed: int = 0,
+                 device: Union[str, torch.device, None] = None, **overrides):
         self.batch_size = batch_size
         self.config = replace(config or SceneConfig(), **overrides).validate()
         self.seed = seed
+        self.device = device  # where the batches are rendered (see make_scenes)
 
     def __call__(self, step: int) -> Dict[str, torch.Tensor]:
-        s = make_scenes(self.batch_size, self.config, seed=10**6 * (1 + self.seed) + int(step))
+        s = make_scenes(self.batch_size, self.config, seed=10**6 * (1 + self.seed) + int(step), device=self.device)
         return s.as_dict()
 
 
