@@ -79,6 +79,7 @@ __all__ = [
     "resolve_amp",
     "amp_label",
     "batched_inference",
+    "compile_mode",
 ]
 
 StepFn = Callable[["Trainer", Any], Mapping[str, Any]]
@@ -298,6 +299,28 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_mode(value: Union[bool, str, None] = None) -> Optional[str]:
+    """The ``torch.compile`` mode a :class:`Trainer` uses, or ``None`` for eager execution.
+
+    ``value``: ``False``/``True``, a mode name, or ``None`` to read ``ANIMLIB_COMPILE`` from the
+    environment (``""``/``"0"``: eager, ``"1"``: the default mode, else a mode name).
+    """
+    if value is None:
+        env = os.environ.get("ANIMLIB_COMPILE", "").strip().lower()
+        value = False if env in ("", "0", "false", "no") else (True if env in ("1", "true", "yes") else env)
+    if value is False:
+        return None
+    if value is True:
+        return "default"
+    if isinstance(value, str) and value in _COMPILE_MODES:
+        return value
+    raise ValueError(f"compile must be True, False or one of {_COMPILE_MODES} (also in ANIMLIB_COMPILE), "
+                     f"got {value!r}")
+
+
 def _as_float(v: Any) -> float:
     if isinstance(v, torch.Tensor):
         return float(v.detach().float().mean().item()) if v.numel() > 1 else float(v.detach().item())
@@ -336,6 +359,13 @@ class Trainer:
         buffer, an image tensor wrapped in :class:`TensorState`, ...).
     shard_batches:
         Under DDP, split every batch along dim 0 so each rank sees its part (default True).
+    compile:
+        Opt-in ``torch.compile`` of every trainable model: ``True`` (the default mode), a mode name
+        (``"reduce-overhead"``, ``"max-autotune"``) or ``False``. ``None`` (default) reads the
+        environment variable ``ANIMLIB_COMPILE`` (unset or ``0``: off; ``1``: on; else a mode), so a
+        whole book build can opt in without code changes. The first steps are slower (compiling);
+        checkpoints hold the plain modules' weights either way, so compiled and eager runs resume
+        each other's checkpoints.
     """
 
     def __init__(
@@ -356,6 +386,7 @@ class Trainer:
         loss_key: str = "loss",
         log_every: int = 1,
         shard_batches: bool = True,
+        compile: Union[bool, str, None] = None,
     ):
         if models is None:
             models = {}
@@ -386,6 +417,11 @@ class Trainer:
                     if any(p.requires_grad for p in m.parameters()) else m)
                 for k, m in self.raw_models.items()
             }
+        self.compile_mode = compile_mode(compile)
+        if self.compile_mode is not None:
+            self.models = {k: (torch.compile(m, mode=None if self.compile_mode == "default" else self.compile_mode)
+                               if any(p.requires_grad for p in m.parameters()) else m)
+                           for k, m in self.models.items()}
         self.optimizers: Dict[str, torch.optim.Optimizer] = dict(optimizers)
         self.schedulers: Dict[str, Any] = dict(schedulers or {})
         unknown = set(self.schedulers) - set(self.optimizers)

@@ -1,0 +1,301 @@
+"""The book's full profile on one GPU, estimated on paper from counted FLOPs.
+
+For every training run a chapter makes in the ``full`` profile, this module runs the library's own
+training code for one and for two steps at the full profile's image sizes and widths, counts the
+FLOPs of both with ``torch.utils.flop_counter.FlopCounterMode`` and keeps the difference: the cost
+of one step, without the set-up (style targets, first evaluations). Batches are made small here
+(``COUNT_BATCH`` items) and the count is scaled to the full batch, which is exact for these
+networks (every layer acts on each item separately). The same difference counts the kernels one
+step launches (ATen operators that are not views), and the CPU time the synthetic data of one
+full-size batch takes is timed, because those batches are made on the host.
+
+A run's time on the GPU is then ``steps × max(FLOPs / rate, kernels × launch)`` plus the host's data
+time: a step is either compute-bound or, for small networks, bound by launching kernels. The
+assumed rate and launch cost are arguments (:func:`estimate`) and are printed with the table.
+Not counted: evaluation and figures (inference only, a small part of each chapter), the depth
+loss term of chapter 4's depth-aware variants, the 2-D toy GAN, checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+COUNT_BATCH = 2  # items per batch while counting (the count is scaled to the full batch)
+
+#: assumed GPU: an NVIDIA A100 running bf16 autocast at 20 % of its 312 TFLOP/s dense peak
+#: (small convolutional networks rarely reach more), 10 microseconds per launched kernel
+DEFAULT_TFLOPS = 312 * 0.2
+DEFAULT_LAUNCH_US = 10.0
+
+
+class _KernelCounter(TorchDispatchMode):
+    """Counts ATen operators that compute (views and metadata changes launch no kernel)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not getattr(func, "is_view", False) and func.__name__.split(".")[0] not in _NO_KERNEL:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+_NO_KERNEL = {"detach", "alias", "lift_fresh", "_local_scalar_dense", "empty", "empty_like", "new_empty",
+              "empty_strided", "set_", "is_same_size", "sym_size", "sym_stride"}
+
+
+def _count(fn: Callable[[], object]) -> tuple:
+    with FlopCounterMode(display=False) as flops, _KernelCounter() as kernels:
+        fn()
+    return flops.get_total_flops(), kernels.count
+
+
+@dataclass
+class Run:
+    """One training run of the full profile."""
+
+    chapter: str
+    name: str
+    steps: int  # optimisation steps of the run (all seeds/models together)
+    batch: int  # the full profile's batch
+    train: Callable[[int], object]  # train(k): the library's training for k steps, at COUNT_BATCH
+    data: Optional[Callable[[], object]] = None  # one full-size host batch (timed), if made per step
+    note: str = ""
+
+
+def _per_step(run: Run) -> Dict[str, float]:
+    torch.manual_seed(0)
+    f1, k1 = _count(lambda: run.train(1))
+    torch.manual_seed(0)
+    f2, k2 = _count(lambda: run.train(2))
+    data_s = 0.0
+    if run.data is not None:
+        run.data()
+        t0 = time.perf_counter()
+        run.data()
+        data_s = time.perf_counter() - t0
+    scale = run.batch / COUNT_BATCH
+    return {"flops": max(f2 - f1, 0) * scale, "kernels": max(k2 - k1, 0), "data_s": data_s}
+
+
+# ---------------------------------------------------------------------------------------------
+# The full profile's runs, chapter by chapter, built from the settings the chapters use
+# ---------------------------------------------------------------------------------------------
+def _trainer_run(models, step, data_fn, warm_steps: int = 0):
+    """A function train(k) that makes k steps of ``step()`` through the engine, with Adam for every
+    model of ``models()``, starting at step ``warm_steps`` (past a warm-up)."""
+    from animlib.engine import Trainer
+
+    def train(k):
+        ms = models()
+        t = Trainer(ms, {n: torch.optim.Adam(m.parameters(), 1e-4) for n, m in ms.items()}, step(),
+                    device="cpu", progress=False)
+        t.step = warm_steps
+        t.fit(lambda s: data_fn(), warm_steps + k)
+    return train
+
+
+_ON_DEVICE = "scenes rendered on the GPU (their kernels counted)"
+
+
+def runs() -> List[Run]:
+    from animlib import cinemagraph as C
+    from animlib import depth as D
+    from animlib import fast_style as FS
+    from animlib import style as S
+    from animlib import vae as V
+    from animlib import vaegan as VG
+    from animlib import video_ae as VA
+    from animlib.backbones import FeatureExtractor
+    from animlib.data.faces import SyntheticFaces
+    from animlib.data.scenes import SceneStream
+    from animlib.engine import SupervisedStep
+    from animlib.face_regressor import train_face_regressor
+    from animlib.nextframe import NextFrameConfig, NextFrameNet, NextFrameSettings
+    from animlib.rl import make_target
+
+    out: List[Run] = []
+    b = COUNT_BATCH
+
+    # chapter 0: the next-frame network
+    nf = NextFrameSettings.full()
+
+    def nf_batch(n=b):
+        return torch.rand(n, 2, nf.size, nf.size), torch.rand(n, 1, nf.size, nf.size)
+
+    out.append(Run("0", "next-frame network", nf.steps, 64,
+                   _trainer_run(lambda: {"model": NextFrameNet(NextFrameConfig())},
+                                lambda: SupervisedStep(lambda m, x: F.mse_loss(m(x[0]), x[1])), nf_batch)))
+
+    # chapters 1 and 2: the recurrent generator, the DRQN (five seeds) and chapter 2's generator
+    cs = C.CinemagraphSettings.full()
+    stream = SceneStream(b, cs.scene, seed=0)
+    gen = lambda: {"g": C.CinemagraphGenerator(cs.model),  # noqa: E731
+                   "d": C.FrameDiscriminator(cs.model.channels, cs.model.disc_widths)}
+    out.append(Run("1", "recurrent generator + discriminator", cs.gen_steps, cs.batch,
+                   _trainer_run(gen, lambda: C.GeneratorStep(adv_weight=cs.adv_weight, disc_frames=cs.disc_frames),
+                                lambda: stream(0)), note=_ON_DEVICE))
+    n_actions = cs.scene.num_classes
+    holder = {}
+
+    def drqn_models():
+        net = C.CinemagraphDRQN(replace(cs.model, num_actions=n_actions), q_grad_scale=0.2)
+        holder["target"] = make_target(net)
+        return {"drqn": net}
+
+    out.append(Run("2", f"DRQN ({len(cs.drqn_seeds)} seeds)", cs.drqn_steps * len(cs.drqn_seeds), cs.batch,
+                   _trainer_run(drqn_models,
+                                lambda: C.DRQNStep(schedule=cs.drqn, target_net=holder["target"],
+                                                   generator=torch.Generator().manual_seed(0)),
+                                lambda: stream(0), warm_steps=cs.drqn.warmup),
+                   note="counted after the warm-up (with Q-learning); " + _ON_DEVICE))
+    sch = cs.drqn
+    rec_steps = sch.warmup + (cs.drqn_steps - sch.warmup + sch.teacher_every - 1) // sch.teacher_every
+    out.append(Run("2", "recurrent generator (the comparison)", rec_steps, cs.batch,
+                   _trainer_run(lambda: {"g": C.CinemagraphGenerator(replace(cs.model, num_actions=0))},
+                                lambda: C.GeneratorStep(), lambda: stream(0)), note=_ON_DEVICE))
+
+    # chapter 3: Gatys (main, texture, optimiser comparison, weight sweep) and the fast network
+    ss = S.StyleSettings.full()
+    layers = ("conv_1_2", "conv_2_2", "conv_3_3", "conv_4_3")
+    ext = FeatureExtractor(layers, "random")
+    common = dict(extractor=ext, progress=False, device="cpu", amp=None)
+    h, w = ss.size
+    out.append(Run("3", f"Gatys, L-BFGS at {h}x{w}", ss.steps, 1,
+                   lambda k: S.stylize(torch.rand(1, 3, h, w), torch.rand(1, 3, h, w), steps=k,
+                                       input_pool=ss.input_pool, **common),
+                   note="per L-BFGS step, line search included"))
+    th, tw = ss.tex_size
+    out.append(Run("3", "texture synthesis (two textures)", ss.tex_steps, 2,
+                   lambda k: S.synthesize_texture(torch.rand(2, 3, th, tw), ss.tex_size, steps=k,
+                                                  input_pool=ss.input_pool, **common)))
+    hh, hw = h // 2, w // 2
+    out.append(Run("3", "optimiser comparison (L-BFGS, then Adam)", 2 * ss.cmp_steps, 1,
+                   lambda k: S.stylize(torch.rand(1, 3, hh, hw), torch.rand(1, 3, hh, hw), steps=k,
+                                       input_pool=ss.input_pool, **common),
+                   note="Adam gets as many steps as L-BFGS made evaluations; counted as L-BFGS steps"))
+    out.append(Run("3", "content/style weight sweep (4 images)", ss.grid_steps, 4,
+                   lambda k: S.stylize(torch.rand(b, 3, hh, hw), torch.rand(1, 3, hh, hw), steps=k, optimizer="adam",
+                                       input_pool=ss.input_pool, **common)))
+    fs = FS.FastStyleSettings.full()
+    out.append(Run("3", f"fast style network, {fs.crop}px crops", fs.steps, fs.batch,
+                   lambda k: FS.train_fast_style(torch.rand(1, 3, fs.crop, fs.crop), torch.rand(4, 3, fs.crop, fs.crop),
+                                                 ext, steps=k, config=fs.transformer, batch_size=b,
+                                                 image_size=fs.crop, device="cpu", progress=False)))
+
+    # chapter 4: the hourglass (pre-training, fine-tuning, the judge) and depth-aware style transfer
+    ds = D.DepthSettings.full()
+    dh, dw = ds.size if isinstance(ds.size, tuple) else (ds.size, ds.size)
+
+    def depth_batch():
+        return {"image": torch.rand(b, 3, dh, dw), "depth": torch.rand(b, 1, dh, dw) + 0.5,
+                "valid": torch.ones(b, 1, dh, dw, dtype=torch.bool)}
+
+    out.append(Run("4", "hourglass: pre-training, fine-tuning, judge", ds.pre_steps + ds.ft_steps + ds.judge_steps,
+                   ds.batch, _trainer_run(lambda: {"model": D.Hourglass(D.HourglassConfig(width=ds.width))},
+                                          lambda: D.RelativeDepthStep(n_pairs=1024), depth_batch)))
+    sh, sw = ds.style_size if isinstance(ds.style_size, tuple) else (ds.style_size, ds.style_size)
+    out.append(Run("4", "depth-aware style transfer (ramp + 5 variants)", 6 * ds.style_steps, 1,
+                   lambda k: S.stylize(torch.rand(1, 3, sh, sw), torch.rand(1, 3, sh, sw), steps=k, optimizer="adam",
+                                       **common), note="the depth term's hourglass pass not counted"))
+
+    # chapter 5: the autoencoder, the VAE and the regressor that scores the videos
+    vs = V.VAESettings.full()
+    vae_steps = vs.train_steps(vs.n_train // vs.batch)
+    vcfg = V.ConvVAEConfig(image_size=vs.size, latent_dim=vs.latent, width=vs.width, dec_width=vs.width)
+    faces = lambda: torch.rand(b, 3, vs.size, vs.size)  # noqa: E731
+    out.append(Run("5", "VAE and its autoencoder baseline", vae_steps + vs.ae_steps, vs.batch,
+                   lambda k: V.train_vae(V.ConvVAE(vcfg), lambda s: faces(), k, device="cpu", progress=False)))
+    out.append(Run("5", "face-parameter regressor", vs.reg_steps, 64,
+                   lambda k: train_face_regressor(vs.size, steps=k, batch_size=b, device="cpu", progress=False),
+                   data=lambda: SyntheticFaces(64, vs.size, seed=1), note="renders a new batch on the host every step"))
+
+    # chapter 6: the VAE and the VAE-GAN with its discriminator
+    gs = VG.VAEGANSettings.full()
+    gan_steps = gs.train_steps(gs.n_train // gs.batch)
+    gcfg = V.ConvVAEConfig(image_size=gs.size, latent_dim=gs.latent, width=gs.width, dec_width=gs.width)
+    out.append(Run("6", "VAE (the comparison)", gan_steps, gs.batch,
+                   lambda k: V.train_vae(V.ConvVAE(gcfg), lambda s: faces(), k, device="cpu", progress=False)))
+    out.append(Run("6", "VAE-GAN", gan_steps, gs.batch,
+                   _trainer_run(lambda: {"vae": V.ConvVAE(gcfg),
+                                         "d": VG.VAEGANDiscriminator(VG.VAEGANDiscriminatorConfig(image_size=gs.size))},
+                                lambda: VG.VAEGANStep(VG.VAEGANWeights(kl=gs.beta, adv=gs.adv)),
+                                lambda: torch.rand(b, 3, gs.size, gs.size))))
+
+    # chapter 7: the shared frame codec, then the three autoencoders
+    vas = VA.VideoAESettings.full()
+    m = vas.model
+
+    def clips():
+        return torch.rand(b, m.frames, m.channels, m.image_size, m.image_size)
+
+    def ae_run(kind):
+        return lambda k: VA.train_autoencoder(VA.build_autoencoder(kind, m), lambda s: clips(), k, device="cpu",
+                                              progress=False)
+
+    out.append(Run("7", "frame codec pre-training", vas.pretrain_steps, vas.batch, ae_run("per_frame")))
+    for kind in ("gru", "per_frame", "clip_latent"):
+        out.append(Run("7", f"{kind} autoencoder", vas.steps, vas.batch, ae_run(kind)))
+    return out
+
+
+def settings_fingerprint() -> Dict[str, str]:
+    """The full profile's settings of every method, as text: a stale estimate shows as a change here."""
+    from animlib import cinemagraph, depth, fast_style, nextframe, style, vae, vaegan, video_ae
+
+    classes = [nextframe.NextFrameSettings, cinemagraph.CinemagraphSettings, style.StyleSettings,
+               fast_style.FastStyleSettings, depth.DepthSettings, vae.VAESettings, vaegan.VAEGANSettings,
+               video_ae.VideoAESettings]
+    return {c.__name__: repr(dataclasses.asdict(c.full())) for c in classes}
+
+
+def estimate(tflops: float = DEFAULT_TFLOPS, launch_us: float = DEFAULT_LAUNCH_US,
+             only: Optional[List[str]] = None) -> Dict[str, object]:
+    """Count every full-profile run (``only``: chapter numbers to keep) and estimate its GPU time."""
+    torch.set_grad_enabled(True)
+    rows = []
+    for run in runs():
+        if only and run.chapter not in only:
+            continue
+        t0 = time.perf_counter()
+        c = _per_step(run)
+        compute_s = c["flops"] / (tflops * 1e12)
+        launch_s = c["kernels"] * launch_us * 1e-6
+        step_s = max(compute_s, launch_s) + c["data_s"]
+        rows.append({"chapter": run.chapter, "run": run.name, "steps": run.steps, "batch": run.batch,
+                     "gflop_per_step": c["flops"] / 1e9, "kernels_per_step": c["kernels"],
+                     "host_data_s_per_step": c["data_s"], "bound": "compute" if compute_s >= launch_s else "launch",
+                     "gpu_s_per_step": step_s, "gpu_minutes": run.steps * step_s / 60,
+                     "total_pflop": run.steps * c["flops"] / 1e15, "note": run.note,
+                     "counted_in_s": time.perf_counter() - t0})
+    per_chapter: Dict[str, float] = {}
+    for r in rows:
+        per_chapter[r["chapter"]] = per_chapter.get(r["chapter"], 0.0) + r["gpu_minutes"]
+    return {"assumed": {"tflops": tflops, "launch_us": launch_us, "count_batch": COUNT_BATCH,
+                        "gpu": f"{tflops:g} TFLOP/s achieved (e.g. an A100 in bf16 at 20 % of its 312 TFLOP/s peak)"},
+            "rows": rows, "chapter_minutes": per_chapter, "total_hours": sum(per_chapter.values()) / 60,
+            "settings": settings_fingerprint()}
+
+
+def markdown(result: Dict[str, object]) -> str:
+    """The estimate as a Markdown table (what the setup page includes)."""
+    a = result["assumed"]
+    lines = ["| chapter | training run | steps | batch | GFLOP/step | kernels/step | bound | host data (s/step) "
+             "| minutes |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['chapter']} | {r['run']} | {r['steps']:,} | {r['batch']} | {r['gflop_per_step']:.1f} | "
+                     f"{r['kernels_per_step']:,} | {r['bound']} | {r['host_data_s_per_step']:.3f} | "
+                     f"{r['gpu_minutes']:.1f} |")
+    chapters = ", ".join(f"chapter {c}: {m:.0f} min" for c, m in result["chapter_minutes"].items())
+    lines += ["", f"Per chapter: {chapters}. **Total: about {result['total_hours']:.1f} hours** of training on one "
+                  f"GPU at {a['gpu']}, {a['launch_us']:g} µs per kernel launch, plus evaluation and figures."]
+    return "\n".join(lines) + "\n"
