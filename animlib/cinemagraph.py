@@ -37,7 +37,7 @@ rollouts and regresses ``Q(s_t, a_t)`` on Double-DQN targets from a slowly updat
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -432,7 +432,7 @@ class GeneratorStep:
     gen: str = "g"  # the trainer's generator
     disc: str = "d"  # the trainer's discriminator (if it has one)
 
-    def __call__(self, trainer: Trainer, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    def __call__(self, trainer: Trainer, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         adv_weight, n_frames, disc_frames, gen, disc = self.adv_weight, self.n_frames, self.disc_frames, self.gen, self.disc
         frames = batch["frames"]  # (B, T, C, H, W)
         n = n_frames or frames.shape[1]
@@ -457,7 +457,7 @@ class GeneratorStep:
             return metrics
         generate()
         trainer.optimize(out["mse"], gen)
-        return {"loss": float(out["mse"].detach()), "mse": float(out["mse"].detach())}
+        return {"loss": out["mse"].detach(), "mse": out["mse"].detach()}
 
 
 @dataclass
@@ -505,13 +505,13 @@ class DRQNStep:
         teacher = labels[:, None].expand(B, n)
         it = trainer.step
         loss = torch.zeros((), device=frames.device)
-        metrics: Dict[str, float] = {}
+        metrics: Dict[str, Any] = {}
         if it < schedule.warmup or (it - schedule.warmup) % max(1, schedule.teacher_every) == 0:
             with trainer.autocast():
                 out = net.rollout(frames[:, 0], n, policy=teacher)
             gen_mse = F.mse_loss(out["frames"].float(), target)
             loss = loss + schedule.teacher_weight * gen_mse
-            metrics["mse"] = float(gen_mse.detach())
+            metrics["mse"] = gen_mse.detach()
         if it >= schedule.warmup:
             k = it - schedule.warmup
             eps = schedule.eps_end + (schedule.eps_start - schedule.eps_end) * max(0.0, 1 - k / schedule.eps_steps)
@@ -539,9 +539,9 @@ class DRQNStep:
             q_sa = ro["q"].float().gather(2, ro["actions"][..., None].long()).squeeze(2)  # (B, n)
             td = F.smooth_l1_loss(q_sa, y)
             loss = loss + schedule.q_weight * td
-            metrics.update(td=float(td.detach()), reward=float(rewards.mean()), epsilon=eps,
-                           q_mean=float(q_sa.detach().mean()),
-                           greedy_acc=float((ro["q"].detach().argmax(2) == labels[:, None]).float().mean()))
+            # tensors: the trainer reads them on the host when it syncs (not every step on a GPU)
+            metrics.update(td=td.detach(), reward=rewards.mean(), epsilon=eps, q_mean=q_sa.detach().mean(),
+                           greedy_acc=(ro["q"].detach().argmax(2) == labels[:, None]).float().mean())
             if schedule.realism_weight > 0 and disc in trainer.models:
                 real_l = trainer.models[disc](target.flatten(0, 1))
                 fake_l = trainer.models[disc](gen.flatten(0, 1))
@@ -551,7 +551,7 @@ class DRQNStep:
             sync_target(target_net, net, schedule.target_tau)
         elif it == schedule.warmup - 1:
             sync_target(target_net, net, 1.0)
-        metrics["loss"] = float(loss.detach())
+        metrics["loss"] = loss.detach()
         return metrics
 
 

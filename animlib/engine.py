@@ -359,6 +359,13 @@ class Trainer:
         buffer, an image tensor wrapped in :class:`TensorState`, ...).
     shard_batches:
         Under DDP, split every batch along dim 0 so each rank sees its part (default True).
+    sync_every:
+        How often (in steps) the host reads the step's numbers: losses and metrics are checked for
+        NaN/inf, logged and shown then. ``1`` checks every loss before its update touches a
+        parameter. ``None`` (default): ``1`` on the CPU, where reading a value costs nothing, and
+        ``25`` on CUDA and MPS, where each read makes the host wait for the device; a non-finite
+        value is then found at the next read (with the step that produced it), and every
+        checkpoint is still written only from checked, finite state.
     compile:
         Opt-in ``torch.compile`` of every trainable model: ``True`` (the default mode), a mode name
         (``"reduce-overhead"``, ``"max-autotune"``) or ``False``. ``None`` (default) reads the
@@ -387,6 +394,7 @@ class Trainer:
         log_every: int = 1,
         shard_batches: bool = True,
         compile: Union[bool, str, None] = None,
+        sync_every: Optional[int] = None,
     ):
         if models is None:
             models = {}
@@ -402,6 +410,8 @@ class Trainer:
             raise ValueError(f"checkpoint_every must be a number of steps >= 0 (0: only at the end), got {checkpoint_every!r}")
         if not isinstance(log_every, int) or log_every < 1:
             raise ValueError(f"log_every must be a number of steps >= 1, got {log_every!r}")
+        if sync_every is not None and (not isinstance(sync_every, int) or sync_every < 1):
+            raise ValueError(f"sync_every must be a number of steps >= 1 or None, got {sync_every!r}")
         self._init_distributed()
         if self.world_size > 1 and torch.cuda.is_available() and (device in (None, "auto", "cuda")):
             device = f"cuda:{self.local_rank}"
@@ -436,6 +446,9 @@ class Trainer:
         self.extra: Dict[str, Any] = dict(extra or {})
         self.progress, self.desc, self.loss_key = progress, desc, loss_key
         self.log_every = max(1, int(log_every))
+        self.sync_every = sync_every if sync_every is not None else (1 if self.device.type == "cpu" else 25)
+        self._pending: List[Tuple[int, str, torch.Tensor]] = []  # (step, name, value) not yet read
+        self._unread_records: List[Dict[str, Any]] = []  # history records still holding tensors
         self.shard_batches = shard_batches
         self.step = 0  # completed steps
         self.epoch = 0
@@ -475,20 +488,57 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def check_finite(self, name: str, value: Any) -> float:
-        """Raise :class:`NonFiniteLossError` if ``value`` is NaN/inf, else return it as a float."""
+    def check_finite(self, name: str, value: Any) -> Any:
+        """Raise :class:`NonFiniteLossError` if ``value`` is NaN/inf, else return it as a float.
+
+        With ``sync_every > 1`` a tensor is not read now: it is returned (detached) and checked at
+        the next :meth:`sync`.
+        """
+        if self.sync_every > 1 and isinstance(value, torch.Tensor):
+            value = value.detach()
+            self._pending.append((self.step + 1, name, value))
+            return value
         v = _as_float(value)
         if not math.isfinite(v):
             raise self._nonfinite(name, v)
         self.last_finite[name] = v
         return v
 
-    def _nonfinite(self, name: str, value: float) -> NonFiniteLossError:
-        """The error for a non-finite value in step ``self.step + 1``, after making sure the checkpoint
-        it names is good: a checkpoint of the state this step started from produced the bad value,
-        so it is set aside (``last.nonfinite.pt``) and the one before it becomes ``last.pt`` again."""
+    def sync(self) -> None:
+        """Read every value still on the device (one host synchronisation) and check it is finite;
+        raises :class:`NonFiniteLossError` naming the first step that produced a NaN/inf."""
+        pending, self._pending = self._pending, []
+        if pending:
+            try:
+                values = torch.stack([v.float().mean() for _, _, v in pending]).tolist()
+            except RuntimeError:  # values on different devices
+                values = [_as_float(v) for _, _, v in pending]
+            read = {}
+            for (step, name, tensor), v in zip(pending, values):
+                if not math.isfinite(v):
+                    self._read_records(read)
+                    raise self._nonfinite(name, v, step=step)
+                if not name.startswith("gradient of "):  # (a gradient's max-abs, not a logged value)
+                    self.last_finite[name] = v
+                read[id(tensor)] = v
+            self._read_records(read)
+
+    def _read_records(self, read: Mapping[int, float]) -> None:
+        """Put the host's numbers into the history records that still hold tensors."""
+        for record in self._unread_records:
+            for k, v in record.items():
+                if isinstance(v, torch.Tensor):
+                    record[k] = read[id(v)] if id(v) in read else _as_float(v)
+        self._unread_records = []
+
+    def _nonfinite(self, name: str, value: float, step: Optional[int] = None) -> NonFiniteLossError:
+        """The error for a non-finite value in step ``step`` (default ``self.step + 1``), after making
+        sure the checkpoint it names is good: a checkpoint of the state that step started from
+        produced the bad value, so it is set aside (``last.nonfinite.pt``) and the one before it
+        becomes ``last.pt`` again."""
+        bad_step = self.step + 1 if step is None else step
         path, step, aside = self.last_checkpoint, self.last_checkpoint_step, None
-        if path is not None and step == self.step and self.is_main and path.exists():
+        if path is not None and step == bad_step - 1 and self.is_main and path.exists():
             previous = path.with_name(path.stem + ".previous" + path.suffix)
             aside = path.with_name(path.stem + ".nonfinite" + path.suffix)
             os.replace(path, aside)
@@ -498,7 +548,7 @@ class Trainer:
             else:
                 path, step = None, None
             self.last_checkpoint, self.last_checkpoint_step = path, step
-        return NonFiniteLossError(self.step + 1, name, value, self.last_finite.get(self.loss_key), path, step,
+        return NonFiniteLossError(bad_step, name, value, self.last_finite.get(self.loss_key), path, step,
                                   set_aside=aside, checkpointing=self.checkpoint_dir is not None)
 
     def optimize(self, loss: torch.Tensor, name: str = "model", *, retain_graph: bool = False,
@@ -541,6 +591,9 @@ class Trainer:
             biggest = torch.nn.utils.get_total_norm(grads, norm_type=float("inf"))
         else:  # torch < 2.6
             biggest = torch.stack([g.abs().amax() for g in grads]).amax()
+        if self.sync_every > 1:  # read at the next sync (then without the parameter's name)
+            self._pending.append((self.step + 1, f"gradient of {name}", biggest))
+            return
         if bool(torch.isfinite(biggest)):
             return
         names = self._param_names()
@@ -599,6 +652,7 @@ class Trainer:
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             raise ValueError("no checkpoint path: pass path= or create the Trainer with checkpoint_dir=")
+        self.sync()  # only checked, finite state is written
         state = self.state_dict()
         bad = _first_nonfinite(
             [(f"{m}.{n}", t) for m, sd in state["models"].items() for n, t in sd.items()]
@@ -699,14 +753,20 @@ class Trainer:
                 for k, v in out.items():
                     record[k] = self.check_finite(k, v)
                 self.step += 1
-                if eval_fn is not None and eval_every and self.step % eval_every == 0:
+                logged = self.step % self.log_every == 0 or self.step == steps
+                if logged:
+                    self.history.append(record)
+                    if any(isinstance(v, torch.Tensor) for v in record.values()):
+                        self._unread_records.append(record)  # filled in by the next sync
+                evaluate = eval_fn is not None and eval_every and self.step % eval_every == 0
+                if self._pending and (evaluate or self.step % self.sync_every == 0 or self.step == steps):
+                    self.sync()
+                if evaluate:
                     record.update({k: _as_float(v) for k, v in eval_fn(self).items()})
                     for m in self.raw_models.values():
                         m.train()
-                if self.step % self.log_every == 0 or self.step == steps:
-                    self.history.append(record)
-                    if self.loss_key in record:
-                        bar.set_postfix({self.loss_key: f"{record[self.loss_key]:.4g}"}, refresh=False)
+                if logged and self.loss_key in record and not isinstance(record[self.loss_key], torch.Tensor):
+                    bar.set_postfix({self.loss_key: f"{record[self.loss_key]:.4g}"}, refresh=False)
                 bar.update(1)
                 if self.checkpoint_dir is not None and self.checkpoint_every and self.step % self.checkpoint_every == 0:
                     self.save()
@@ -725,6 +785,7 @@ class Trainer:
         finally:
             interrupt.__exit__(None, None, None)
             bar.close()
+            self._read_records({})  # no tensors left in the history, however the loop ended
         if eval_fn is not None and not (eval_every and self.step % eval_every == 0) and self.history:
             self.history[-1].update({k: _as_float(v) for k, v in eval_fn(self).items()})
         if self.checkpoint_dir is not None:

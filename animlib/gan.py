@@ -162,8 +162,8 @@ def alternating_step(
     for v in terms.values():
         g_loss = g_loss + v.float()
     trainer.optimize(g_loss, gen)
-    out = {"d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach()), "g_adv": float(g_adv.detach())}
-    out.update({k: float(v.detach()) for k, v in terms.items()})
+    out = {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "g_adv": g_adv.detach()}
+    out.update({k: v.detach() for k, v in terms.items()})
     out.update(scores)
     return out
 
