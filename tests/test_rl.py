@@ -167,6 +167,15 @@ def test_chapter2_exercise_checks_pass_and_fail(capsys):
     assert not ch02.check_q_update(ignores_done)
     assert not ch02.check_q_update(lambda *a: 1 / 0)
 
+    def in_place(Q, s, a, r, s2, done, alpha, gamma):  # right values, but the caller's table changes
+        target = r + (0.0 if done else gamma * Q[s2].max())
+        Q[s, a] += alpha * (target - Q[s, a])
+        return Q
+
+    capsys.readouterr()
+    assert not ch02.check_q_update(in_place)
+    assert "changed the table it was given" in capsys.readouterr().out
+
     assert ch02.check_double_dqn_target(ch02.solution_double_dqn_target)
     assert not ch02.check_double_dqn_target(lambda *a: None)
     plain = lambda r, qo, qt, d, g: r + g * (1 - d) * qt.max(1).values  # noqa: E731

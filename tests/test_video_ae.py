@@ -313,3 +313,21 @@ def test_exercise_checkers_pass_solutions_and_fail_mistakes(capsys):
     assert not ch07.check_conv3d_autoencoder(NoTime())
     out = capsys.readouterr().out
     assert "Not solved yet" in out and "Correct!" in out
+
+    class Zeros(torch.nn.Module):  # has a Conv3d and the right shape, but outputs nothing
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Conv3d(1, 1, 3, padding=1)
+
+        def forward(self, x):
+            return self.c(x.transpose(1, 2)).transpose(1, 2) * 0
+
+    assert not ch07.check_conv3d_autoencoder(Zeros())
+    assert "same for every clip" in capsys.readouterr().out
+
+    class Raises(NoTime):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    assert not ch07.check_conv3d_autoencoder(Raises())
+    assert "RuntimeError" in capsys.readouterr().out

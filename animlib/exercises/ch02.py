@@ -52,6 +52,10 @@ def check_q_update(fn: Callable) -> bool:
         if out is None:
             print("Not solved yet: return the updated table (a copy of Q with one entry changed).")
             return False
+        if not np.array_equal(Qc, Q):
+            print("Not quite: your function changed the table it was given. Return a NEW table: copy Q first "
+                  "(Q = Q.copy()), so that the caller's table stays as it was.")
+            return False
         out = np.asarray(out)
         if out.shape != Q.shape:
             print(f"Not quite: return the whole table of shape {Q.shape}.")

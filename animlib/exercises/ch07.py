@@ -158,7 +158,15 @@ def check_conv3d_autoencoder(model: Optional[nn.Module]) -> bool:
             return False
         x2 = x.clone()
         x2[:, 4] = -x2[:, 4]
-        y2 = model(x2)
+        y2, err = _call(model, x2)
+        other, _ = _call(model, torch.rand(2, 8, 1, 32, 32, generator=g) * 2 - 1)
+    if err is not None or not isinstance(y2, torch.Tensor) or not isinstance(other, torch.Tensor):
+        print("Not quite: your model failed on a second batch of clips" + (f" ({type(err).__name__}: {err})" if err else "."))
+        return False
+    if float(y.std()) < 1e-4 or float((other - y).abs().max()) < 1e-6:
+        print("Not quite: the output is the same for every clip (all zeros, or a constant), so it cannot "
+              "reconstruct anything. The decoder's output must come from the encoder's code of the clip.")
+        return False
     if (y2[:, 3] - y[:, 3]).abs().max() == 0 and (y2[:, 5] - y[:, 5]).abs().max() == 0:
         print("Not quite: changing frame 4 did not change frames 3 or 5 of the output, so the model does "
               "not mix time. Use a temporal kernel size > 1, e.g. (3, 4, 4).")
