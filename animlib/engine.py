@@ -321,6 +321,27 @@ def compile_mode(value: Union[bool, str, None] = None) -> Optional[str]:
                      f"got {value!r}")
 
 
+def _separate_compile_cache() -> None:
+    """Keep torch.compile's on-disk cache apart per CPU kernel set.
+
+    Inductor's cache key does not include ``ATEN_CPU_CAPABILITY``: kernels compiled under one
+    setting (e.g. AVX-512) were reused under another (``avx2``, ``default``) and the compiled
+    training step then returned losses of 1e31 on the same machine. Unless the user chose a cache
+    folder (``TORCHINDUCTOR_CACHE_DIR``), each kernel set gets its own subfolder of the default one.
+    """
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # an older torch: its layout differs, leave its cache alone
+        return
+    default = os.path.abspath(default_cache_dir())
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    # (importing torch._dynamo, which any optimiser does, writes the default folder into the variable)
+    if chosen and os.path.abspath(chosen) != default:
+        return
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default, f"animlib-cpu-{capability}")
+
+
 def _as_float(v: Any) -> float:
     if isinstance(v, torch.Tensor):
         return float(v.detach().float().mean().item()) if v.numel() > 1 else float(v.detach().item())
@@ -429,6 +450,8 @@ class Trainer:
             }
         self.compile_mode = compile_mode(compile)
         if self.compile_mode is not None:
+            if self.device.type == "cpu":
+                _separate_compile_cache()
             self.models = {k: (torch.compile(m, mode=None if self.compile_mode == "default" else self.compile_mode)
                                if any(p.requires_grad for p in m.parameters()) else m)
                            for k, m in self.models.items()}
