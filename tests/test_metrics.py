@@ -58,3 +58,21 @@ def test_feature_distance_with_offline_mobilenet():
         M.feature_distance(feat, x, x[:1])
     with pytest.raises(ValueError, match="RGB images"):
         feat(x[:, :1])
+
+
+def test_noise_control_hits_the_pixel_error_and_raises_sharpness():
+    g = torch.Generator().manual_seed(0)
+    originals = torch.rand(8, 3, 16, 16, generator=g)
+    blurred = torch.nn.functional.avg_pool2d(originals, 3, 1, 1, count_include_pad=False)
+    base = float((blurred - originals).pow(2).mean())
+    target = 2.5 * base
+    noisy = M.noise_control(blurred, originals, target, seed=1)
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    assert abs(float((noisy - originals).pow(2).mean()) - target) < 1e-4 * target
+    assert M.laplacian_energy(noisy).mean() > M.laplacian_energy(blurred).mean()
+    # already further away than the target: unchanged
+    assert torch.equal(M.noise_control(blurred, originals, base / 2), blurred)
+    with pytest.raises(ValueError, match="paired"):
+        M.noise_control(blurred, originals[:2], target)
+    with pytest.raises(ValueError, match="target_mse"):
+        M.noise_control(blurred, originals, float("nan"))

@@ -82,3 +82,20 @@ def test_start_chapter_checks_its_parameters_and_records_weights(tmp_path):
     record = run.write_metrics({"n": np.int64(3)})
     assert record["n"] == 3 and record["pretrained_weights_sha256"]["w"] == hashlib.sha256(b"weights").hexdigest()
     assert record["profile"] == "quick" and record["chapter"] == "t" and record["seconds"] >= 0
+
+
+def test_glue_hands_markdown_to_myst_nb_and_works_without_it(tmp_path, monkeypatch):
+    import sys
+
+    run = start_chapter("t", device="cpu", out_dir=tmp_path)
+    shown = []
+    import myst_nb
+
+    monkeypatch.setattr(myst_nb, "glue", lambda name, obj, display=True: shown.append((name, obj, display)))
+    assert run.glue("verdict", "sharper than **noise**") == "sharper than **noise**"
+    (name, obj, display), = shown
+    assert name == "verdict" and display is False and obj._repr_markdown_() == "sharper than **noise**"
+    with pytest.raises(TypeError, match="str"):
+        run.glue("n", 0.5)
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # a Colab session without the book's tools
+    assert run.glue("verdict", "text") == "text"
