@@ -298,12 +298,12 @@ class ChapterRun:
         """A file path inside ``out_dir``."""
         return self.out_dir / name
 
-    def glue(self, name: str, markdown: str) -> str:
+    def glue(self, name: str, markdown: str) -> None:
         """Make the Markdown text ``markdown`` available to the page's prose as ``{glue:md}`name```.
 
         The book's sentences about a result quote the run they stand next to this way, never a
         number from an earlier run. Uses MyST-NB's ``glue`` (installed with the book's tools);
-        elsewhere (a plain Jupyter or Colab session) it does nothing. Returns ``markdown``.
+        elsewhere (a plain Jupyter or Colab session) it does nothing.
         """
         if not isinstance(markdown, str):
             raise TypeError(f"glue {name!r}: pass the text as a str, got {type(markdown).__name__}")
@@ -311,9 +311,8 @@ class ChapterRun:
             from IPython.display import Markdown
             from myst_nb import glue
         except ImportError:
-            return markdown
+            return
         glue(name, Markdown(markdown), display=False)
-        return markdown
 
     def record_weights(self, name: str, path_or_hash: Union[str, os.PathLike]) -> str:
         """Note a pretrained weight file used by the chapter (its SHA-256 goes into metrics.json)."""

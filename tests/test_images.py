@@ -17,3 +17,38 @@ def test_sample_image_and_painting():
     assert not torch.equal(p, brushstroke_painting((40, 48), seed=2))
     with pytest.raises(ValueError, match="skimage.data"):
         sample_image("no_such_image")
+
+
+def test_middlebury_motorcycle_depth_follows_the_disparity():
+    import numpy as np
+    import skimage.data
+
+    from animlib.data.images import MIDDLEBURY_MOTORCYCLE, middlebury_motorcycle
+
+    full = middlebury_motorcycle()
+    _, _, disp = skimage.data.stereo_motorcycle()
+    assert full["image"].shape == (1, 3, 500, 741) and full["depth"].shape == (1, 1, 500, 741)
+    assert 0.85 < full["valid"].float().mean() < 1.0  # occluded pixels have no depth
+    # a hand-computed pixel: Z = f * B / (d + doffs), in metres
+    y, x = 250, 370
+    c = MIDDLEBURY_MOTORCYCLE
+    expected = c["focal_px"] * c["baseline_mm"] / (float(disp[y, x]) + c["doffs_px"]) / 1000
+    assert np.isfinite(disp[y, x]) and abs(float(full["depth"][0, 0, y, x]) - expected) < 1e-4
+    small = middlebury_motorcycle(height=64)
+    assert small["image"].shape[-2:] == (64, 96) and small["depth"].shape[-2:] == (64, 96)
+    d = small["depth"][small["valid"]]
+    assert 1.0 < float(d.min()) and float(d.max()) < 6.0  # a table-top scene a few metres away
+
+
+def test_real_faces_are_the_astronaut_then_lfw():
+    import pytest
+
+    from animlib.data.images import real_faces
+
+    x = real_faces(32, n_lfw=3)
+    assert x.shape == (4, 3, 32, 32) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert float((x[0, 0] - x[0, 2]).abs().mean()) > 0.02  # the astronaut in colour
+    assert torch.equal(x[1, 0], x[1, 2])  # LFW faces are gray
+    assert real_faces(16).shape == (1, 3, 16, 16)
+    with pytest.raises(ValueError, match="n_lfw"):
+        real_faces(32, n_lfw=101)

@@ -4,6 +4,10 @@
   resized or centre-cropped for the style chapters.
 - :func:`brushstroke_painting`: a style image drawn on the spot from a seeded flow field (no image
   file or licence involved).
+- :func:`real_faces`: real faces that scikit-image ships: the astronaut's portrait (NASA, public
+  domain) and faces from its Labeled Faces in the Wild subset.
+- :func:`middlebury_motorcycle`: a real photograph with dense ground-truth depth (the Middlebury
+  2014 "motorcycle" stereo pair that scikit-image ships), for evaluating depth networks.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
 from torch import Tensor
 
-__all__ = ["SAMPLE_PHOTOS", "sample_image", "brushstroke_painting"]
+__all__ = ["SAMPLE_PHOTOS", "sample_image", "brushstroke_painting", "middlebury_motorcycle", "real_faces"]
 
 
 SAMPLE_PHOTOS = (
@@ -63,6 +67,63 @@ def sample_image(name: str, short_side: int | None = None, size: Tuple[int, int]
         hw = (max(4, round(h * scale) // 4 * 4), max(4, round(w * scale) // 4 * 4))
         x = F.interpolate(x[None], size=hw, mode="bilinear", antialias=True, align_corners=False)[0]
     return x.clamp(0.0, 1.0)
+
+
+#: the head in ``skimage.data.astronaut()`` (rows, columns): the face with hair and some background,
+#: framed like the synthetic faces of :mod:`animlib.data.faces`
+ASTRONAUT_HEAD = (slice(20, 240), slice(130, 350))
+
+
+def real_faces(size: int, n_lfw: int = 0) -> Tensor:
+    """Real faces as ``(1 + n_lfw, 3, size, size)`` in [0, 1], offline: first the astronaut's head
+    (Eileen Collins, NASA portrait, public domain), then ``n_lfw`` faces of ``skimage.data.lfw_subset()``
+    (25×25 gray crops of news photographs of public figures, no licence stated; gray repeated to 3
+    channels). Up-sampled with antialiasing to ``size``.
+    """
+    if not isinstance(size, int) or size < 8:
+        raise ValueError(f"size must be an int >= 8, got {size!r}")
+    if not isinstance(n_lfw, int) or not 0 <= n_lfw <= 100:
+        raise ValueError(f"n_lfw must be an int in [0, 100] (the subset's 100 faces), got {n_lfw!r}")
+    astro = torch.from_numpy(np.asarray(skimage.data.astronaut()[ASTRONAUT_HEAD], dtype=np.float32) / 255.0)
+    out = [F.interpolate(astro.permute(2, 0, 1)[None], size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)]
+    if n_lfw:
+        lfw = torch.from_numpy(np.asarray(skimage.data.lfw_subset()[:n_lfw], dtype=np.float32))[:, None]
+        out.append(F.interpolate(lfw, size=(size, size), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1))
+    return torch.cat(out).clamp(0.0, 1.0)
+
+
+#: the calibration scikit-image gives for its 4x down-sampled motorcycle pair (see its docstring)
+MIDDLEBURY_MOTORCYCLE = {"focal_px": 994.978, "baseline_mm": 193.001, "doffs_px": 31.086}
+
+
+def middlebury_motorcycle(height: int | None = None, multiple: int = 8) -> dict:
+    """The Middlebury 2014 motorcycle: a real photograph with dense ground-truth depth.
+
+    Returns ``{"image": (1, 3, H, W) in [0, 1], "depth": (1, 1, H, W) in metres, "valid": (1, 1, H, W)
+    bool}`` from the left view of ``skimage.data.stereo_motorcycle()`` (shipped with scikit-image,
+    no download). Depth is ``focal · baseline / (disparity + doffs)`` with the calibration of the
+    down-sampled pair; pixels without a disparity (occlusions, about 7 %) are invalid. ``height``
+    resizes (antialiased image; depth averaged over the valid source pixels, and valid where at
+    least 90 % of them were), keeping the aspect ratio with both sides multiples of ``multiple``.
+    """
+    left, _, disp = skimage.data.stereo_motorcycle()
+    image = torch.from_numpy(np.asarray(left, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]  # (1, 3, H, W)
+    disp = torch.from_numpy(np.asarray(disp, dtype=np.float32))[None, None]
+    valid = torch.isfinite(disp) & (disp > 0)
+    c = MIDDLEBURY_MOTORCYCLE
+    depth = torch.where(valid, c["focal_px"] * c["baseline_mm"] / (disp.nan_to_num(0.0, 0.0, 0.0) + c["doffs_px"]) / 1000,
+                        torch.zeros_like(disp))
+    if height is not None:
+        h, w = image.shape[-2:]
+        th = max(multiple, round(height / multiple) * multiple)
+        tw = max(multiple, round(w * th / h / multiple) * multiple)
+        image = F.interpolate(image, size=(th, tw), mode="bilinear", antialias=True, align_corners=False)
+        v = F.interpolate(valid.float(), size=(th, tw), mode="area")
+        d = F.interpolate(depth * valid, size=(th, tw), mode="area")
+        valid = v > 0.9
+        depth = torch.where(valid, d / v.clamp_min(1e-6), torch.zeros_like(d))
+    return {"image": image.clamp(0, 1), "depth": depth, "valid": valid}
 
 
 def brushstroke_painting(
