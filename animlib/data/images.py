@@ -123,7 +123,7 @@ def met_painting(object_id: int = 436535, size: Tuple[int, int] | None = None) -
 
 #: the head in ``skimage.data.astronaut()`` (rows, columns): the face with hair and some background,
 #: framed like the synthetic faces of :mod:`animlib.data.faces`
-ASTRONAUT_HEAD = (slice(20, 240), slice(130, 350))
+ASTRONAUT_HEAD = (slice(25, 205), slice(155, 335))
 
 
 def real_faces(size: int, n_lfw: int = 0) -> Tensor:
