@@ -362,6 +362,8 @@ class StyleResult:
     evaluations: int = 0  # loss+gradient evaluations (L-BFGS line searches take more than one per step)
     best_step: int = 0  # the step whose image is returned (0: the initial image)
     trainer: Any = field(default=None, repr=False)  # the animlib.engine.Trainer (checkpoints, history)
+    snapshots: List[Tuple[int, Tensor]] = field(default_factory=list, repr=False)  # (step, image) pairs
+    # with ``snapshot_every``: the image (clamped, on the CPU) every that many steps, from step 0
 
 
 
@@ -539,6 +541,7 @@ def stylize(
     line_search: bool = True,
     box_weight: float = 0.1,
     input_pool: int = 1,
+    snapshot_every: int = 0,
 ) -> StyleResult:
     """Gatys style transfer: optimise the pixels ``X`` (the source's Eq. for ``argmin_X``).
 
@@ -570,6 +573,8 @@ def stylize(
     under bf16 autocast where the device computes bf16 natively (see
     :func:`animlib.engine.resolve_amp`); Gram matrices and losses stay float32. Steps go through
     :class:`animlib.engine.Trainer` (progress bar, history, NaN stop, checkpoints with the image).
+    ``snapshot_every=k`` keeps the image at step 0 and every ``k`` steps (and the last) in
+    ``result.snapshots``, e.g. for an animation of the optimisation (not kept in checkpoints).
     """
     # Long, and better read whole: after the checks, the step function closes over the optimiser,
     # the best-image tracker and the evaluation counter that the trainer checkpoints with the image.
@@ -588,6 +593,8 @@ def stylize(
     extra_losses = _checked_extra_losses(extra_losses)
     if not isinstance(input_pool, int) or input_pool < 1:
         raise ValueError(f"input_pool must be a positive int, got {input_pool!r}")
+    if not isinstance(snapshot_every, int) or snapshot_every < 0:
+        raise ValueError(f"snapshot_every must be an int >= 0 (0: no snapshots), got {snapshot_every!r}")
     content = content.to(dev).float()
     losses = GatysLoss.build(content, style.to(dev).float(), extractor, content_layers, style_layers, alpha, beta,
                               tv_weight, extra_losses, input_pool, window, resolve_amp(amp, dev))
@@ -658,10 +665,20 @@ def stylize(
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
     )
+    snapshots: List[Tuple[int, Tensor]] = []
+
+    def snapshot(t: Trainer) -> Dict[str, float]:
+        if not snapshots or snapshots[-1][0] != t.step:
+            snapshots.append((t.step, x.detach().clamp(0.0, 1.0).cpu().clone()))
+        return {}
+
+    if snapshot_every:
+        snapshot(trainer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         t0 = time.perf_counter()
-        trainer.fit(lambda step: None, steps)
+        trainer.fit(lambda step: None, steps, eval_fn=snapshot if snapshot_every else None,
+                    eval_every=snapshot_every)
         seconds = time.perf_counter() - t0
     with torch.no_grad():
         last = losses(x)
@@ -680,6 +697,7 @@ def stylize(
         best_step=int(best[1].item()),
         feature_net=extractor.source,
         trainer=trainer,
+        snapshots=snapshots,
     )
 
 

@@ -315,3 +315,21 @@ def test_input_pool_and_texture_batch(random_extractor):
     assert tex.image.shape == (2, 3, 16, 20) and "content" not in tex.final
     x = sample_image("chelsea", size=(40, 64))
     assert x.shape == (3, 40, 64)
+
+
+def test_stylize_snapshots_record_the_optimisation():
+    from animlib.backbones import FeatureExtractor
+
+    torch.manual_seed(0)
+    ext = FeatureExtractor(("conv_1_2", "conv_2_2"), "random")
+    content, style = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    r = S.stylize(content, style, extractor=ext, style_layers=("conv_1_2",), optimizer="adam", steps=7,
+                  snapshot_every=3, progress=False, device="cpu")
+    assert [s for s, _ in r.snapshots] == [0, 3, 6, 7]
+    assert torch.equal(r.snapshots[0][1], content.clamp(0, 1))  # starts from the content image
+    assert not torch.equal(r.snapshots[-1][1], r.snapshots[0][1])  # and moves
+    assert S.stylize(content, style, extractor=ext, style_layers=("conv_1_2",), optimizer="adam", steps=2,
+                     progress=False, device="cpu").snapshots == []
+    with pytest.raises(ValueError, match="snapshot_every"):
+        S.stylize(content, style, extractor=ext, style_layers=("conv_1_2",), steps=1, snapshot_every=-1,
+                  progress=False)
