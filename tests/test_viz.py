@@ -122,10 +122,10 @@ def test_rgb_layouts_agree(make):
     ],
 )
 def test_gray_layouts_agree(make):
-    g = np.linspace(0, 1, 3 * 5 * 7, dtype=np.float32).reshape(3, 5, 7)  # (T, H, W)
+    g = np.linspace(0, 1, 4 * 5 * 7, dtype=np.float32).reshape(4, 5, 7)  # (T, H, W)
     out = viz.to_uint8_frames(make(g))
     expected = np.floor(g * 255 + 0.5).astype(np.uint8)
-    assert out.shape == (3, 5, 7, 3)
+    assert out.shape == (4, 5, 7, 3)
     for c in range(3):
         np.testing.assert_array_equal(out[..., c], expected)
 
@@ -195,10 +195,10 @@ def test_animate_embeds_every_frame_with_its_content():
 
 
 def test_animate_default_alt_loop_mode_and_odd_gray():
-    out = viz.animate(torch.rand(3, 7, 5), title="noise", loop=False)  # odd size, grayscale (T, H, W)
+    out = viz.animate(torch.rand(5, 7, 5), title="noise", loop=False)  # odd size, grayscale (T, H, W)
     markup = out.data
-    assert len(jshtml_frames(markup)) == 3
-    assert 'aria-label="Animation (clip, 3 frames at 8 fps): noise"' in markup
+    assert len(jshtml_frames(markup)) == 5
+    assert 'aria-label="Animation (clip, 5 frames at 8 fps): noise"' in markup
     assert 'value="once" id' in markup and "checked" in markup.split('value="once"')[1][:80]
 
 
@@ -409,3 +409,12 @@ def test_scrub_widget_falls_back_to_static_player(monkeypatch):
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets -> ImportError
     out = viz.scrub_widget(solid_clip(PALETTE[:3], 4, 4))
     assert len(jshtml_frames(out._repr_html_())) == 3
+
+
+def test_a_three_by_h_by_w_tensor_is_refused_as_ambiguous():
+    # An RGB still (3, H, W) passed where a clip is expected used to play as three gray frames.
+    with pytest.raises(ValueError, match=r"x\[None\] for one image"):
+        viz.to_uint8_frames(torch.rand(3, 16, 16))
+    assert viz.to_uint8_frames(torch.rand(3, 16, 16)[None]).shape == (1, 16, 16, 3)  # one RGB image
+    assert viz.to_uint8_frames(torch.rand(3, 16, 16)[:, None]).shape == (3, 16, 16, 3)  # three gray frames
+    assert viz.to_uint8_frames([torch.rand(3, 16, 16)]).shape == (1, 16, 16, 3)  # a list of one frame

@@ -117,6 +117,11 @@ def _frames01(frames: Frames, value_range: Sequence[float] = (0, 1), name: str =
     if isinstance(frames, (torch.Tensor, np.ndarray)):
         is_tensor = isinstance(frames, torch.Tensor)
         a = _as_numpy(frames, name)
+        if a.ndim == 3 and is_tensor and a.shape[0] == 3 and min(a.shape[1:]) > 3:
+            raise ValueError(
+                f"{name} has shape {tuple(a.shape)}: one RGB image (3, H, W) or three gray frames (T=3, H, W)? "
+                f"Pass x[None] for one image or x[:, None] for three gray frames. {_LAYOUTS}"
+            )
         if a.ndim == 3:
             a = a[..., None]  # (T, H, W) -> (T, H, W, 1)
         elif a.ndim == 4:
