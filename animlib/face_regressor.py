@@ -10,7 +10,7 @@ reads from a generated frame with the driver's motion and the photo's identity s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple, Union
+from typing import Dict, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from .data.faces import (
 )
 from .engine import Trainer, batched_inference
 
-__all__ = ["FaceRegressorConfig", "FaceParamRegressor", "train_face_regressor"]
+__all__ = ["FaceRegressorConfig", "FaceParamRegressor", "train_face_regressor", "motion_correlations"]
 
 
 @dataclass
@@ -135,3 +135,16 @@ def train_face_regressor(
                       amp=amp, progress=progress, desc="face regressor")
     trainer.fit(data, steps)
     return model.eval()
+
+
+def motion_correlations(read: torch.Tensor, true: torch.Tensor) -> Dict[str, float]:
+    """Pearson's r between read and true motion, per motion parameter: ``{name: r}``.
+
+    ``read`` and ``true`` are ``(..., 5)`` (e.g. ``(N, 5)`` for images or ``(N, T, 5)`` for videos);
+    all leading axes are pooled. How chapters 5 and 6 score whether a video moves like its driver.
+    """
+    if read.shape != true.shape or read.shape[-1] != len(MOTION_NAMES):
+        raise ValueError(f"read and true must both be (..., {len(MOTION_NAMES)}) motion parameters of the same "
+                         f"shape; got {tuple(read.shape)} and {tuple(true.shape)}")
+    a, b = read.reshape(-1, len(MOTION_NAMES)).float(), true.reshape(-1, len(MOTION_NAMES)).float()
+    return {name: torch.corrcoef(torch.stack([a[:, i], b[:, i]]))[0, 1].item() for i, name in enumerate(MOTION_NAMES)}

@@ -159,3 +159,22 @@ def test_regressor_read_handles_clip_shapes():
     ident, mot = reg.read(torch.rand(2, 3, 3, 16, 16), batch_size=4)
     assert ident.shape == (2, 3, 8) and mot.shape == (2, 3, 5)
     assert reg.training  # read() restores the mode
+
+
+def test_motion_correlations_match_numpy_per_parameter():
+    import numpy as np
+
+    from animlib.data import faces
+    from animlib.face_regressor import motion_correlations
+
+    g = torch.Generator().manual_seed(0)
+    true = torch.rand(6, 4, 5, generator=g)  # (N, T, 5): videos
+    noise = torch.rand(6, 4, 5, generator=g)
+    read = true + torch.tensor([0.0, 0.1, 0.5, 1.0, 3.0]) * noise  # worse and worse readings
+    r = motion_correlations(read, true)
+    assert list(r) == list(faces.MOTION_NAMES)
+    expected = [np.corrcoef(read[..., i].flatten().numpy(), true[..., i].flatten().numpy())[0, 1] for i in range(5)]
+    assert np.allclose(list(r.values()), expected, atol=1e-5)
+    assert r[faces.MOTION_NAMES[0]] > 0.999 and r[faces.MOTION_NAMES[4]] < r[faces.MOTION_NAMES[1]]
+    with pytest.raises(ValueError, match="same shape"):
+        motion_correlations(read[:, :2], true)
