@@ -18,13 +18,14 @@ Shared pieces:
 - :mod:`animlib.metrics`: measurements of generated images (sharpness, feature distance).
 - :mod:`animlib.gan`: adversarial losses, the alternating discriminator/generator step, a 2-D toy GAN.
 - :mod:`animlib.data`: synthetic generators with ground truth (``blobs``, ``scenes``,
-  ``depth_scenes``, ``faces``, ``actions``, ``rings``), local images (``images``), folder datasets
+  ``depth_scenes``, ``faces``, ``actions``, ``rings``), facial landmarks (``landmarks``), local images (``images``), folder datasets
   for prepared real data, and the verified downloader used by ``data_scripts/``.
 
 Method modules, one family each: :mod:`animlib.nextframe` (chapter 0), :mod:`animlib.convlstm`,
 :mod:`animlib.cinemagraph` and :mod:`animlib.rl` (Part I), :mod:`animlib.style`,
 :mod:`animlib.fast_style` and :mod:`animlib.depth` (Part II), :mod:`animlib.vae` and
-:mod:`animlib.vaegan` (Part III, scored by :mod:`animlib.face_regressor`), :mod:`animlib.video_ae` (Part IV).
+:mod:`animlib.vaegan` (Part III, scored by :mod:`animlib.face_regressor`), :mod:`animlib.video_ae` (Part IV),
+:mod:`animlib.reenact` (Part V).
 """
 
 import importlib
@@ -35,7 +36,7 @@ __version__ = "0.1.0"
 #: Modules loaded on first attribute access (``animlib.style``), so ``import animlib`` stays light.
 SUBMODULES = (
     "backbones", "cinemagraph", "convlstm", "data", "depth", "engine", "exercises", "face_regressor",
-    "fast_style", "files", "gan", "metrics", "nextframe", "rl", "runtime", "style", "vae", "vaegan",
+    "fast_style", "files", "gan", "metrics", "nextframe", "reenact", "rl", "runtime", "style", "vae", "vaegan",
     "video_ae", "viz",
 )
 

@@ -111,6 +111,7 @@ def runs() -> List[Run]:
     from animlib import cinemagraph as C
     from animlib import depth as D
     from animlib import fast_style as FS
+    from animlib import reenact as RE
     from animlib import style as S
     from animlib import vae as V
     from animlib import vaegan as VG
@@ -245,16 +246,47 @@ def runs() -> List[Run]:
     out.append(Run("7", "frame codec pre-training", vas.pretrain_steps, vas.batch, ae_run("per_frame")))
     for kind in ("gru", "per_frame", "clip_latent"):
         out.append(Run("7", f"{kind} autoencoder", vas.steps, vas.batch, ae_run(kind)))
+
+    # chapter 8: meta-learning (landmark driver, driver-image ablation), the warp, the VAE, the regressor, few-shot
+    rs = RE.ReenactSettings.full()
+    pool8 = RE.FacePool(4, max(rs.k_train + 1, 2), rs.size, seed=0)  # tiny: only the step's shapes matter
+    vgg8 = FeatureExtractor(("conv_1_2", "conv_2_2", "conv_3_3", "conv_4_3"), weights="random")
+
+    def meta(driver):
+        return lambda k: RE.meta_train(pool8, k, config=rs.config(driver), batch_size=b, k=rs.k_train, device="cpu",
+                                       progress=False, step=RE.ReenactStep(vgg=vgg8, vgg_weight=rs.vgg_weight))
+
+    out.append(Run("8", "meta-learning (landmark driver)", rs.steps, rs.batch, meta("landmarks"),
+                   note="the face pool is rendered once before training (not counted)"))
+    out.append(Run("8", "meta-learning (driver-image ablation)", rs.image_steps, rs.batch, meta("image")))
+    out.append(Run("8", "warping baseline", rs.warp_steps, rs.batch,
+                   lambda k: RE.train_warp(pool8, k, config=rs.config(), batch_size=b, device="cpu", progress=False)))
+    rvcfg = V.ConvVAEConfig(image_size=rs.size, latent_dim=rs.vae_latent, width=rs.width * 2, dec_width=rs.width * 2)
+    out.append(Run("8", "latent-difference VAE", rs.vae_steps, 64,
+                   lambda k: V.train_vae(V.ConvVAE(rvcfg), lambda s: torch.rand(b, 3, rs.size, rs.size), k,
+                                         device="cpu", progress=False)))
+    out.append(Run("8", "face-parameter regressor", rs.reg_steps, 64,
+                   lambda k: train_face_regressor(rs.size, steps=k, batch_size=b, device="cpu", progress=False),
+                   data=lambda: SyntheticFaces(64, rs.size, seed=1), note="renders a new batch on the host every step"))
+
+    def few(k):
+        cfg8 = rs.config()
+        e8, g8, d8 = RE.Embedder(cfg8), RE.Generator(cfg8), RE.ProjectionDiscriminator(cfg8, 1)
+        shots = pool8.images[0, :1].float() / 255
+        RE.finetune(e8, g8, d8, shots, pool8.lm_images[0, :1].float() / 255, k, batch_size=b, device="cpu",
+                    step=RE.ReenactStep(vgg=vgg8, vgg_weight=rs.vgg_weight))
+
+    out.append(Run("8", "few-shot fine-tuning (K = 1 and 8)", 2 * rs.n_fewshot * rs.finetune_steps, 8, few))
     return out
 
 
 def settings_fingerprint() -> Dict[str, str]:
     """The full profile's settings of every method, as text: a stale estimate shows as a change here."""
-    from animlib import cinemagraph, depth, fast_style, nextframe, style, vae, vaegan, video_ae
+    from animlib import cinemagraph, depth, fast_style, nextframe, reenact, style, vae, vaegan, video_ae
 
     classes = [nextframe.NextFrameSettings, cinemagraph.CinemagraphSettings, style.StyleSettings,
                fast_style.FastStyleSettings, depth.DepthSettings, vae.VAESettings, vaegan.VAEGANSettings,
-               video_ae.VideoAESettings]
+               video_ae.VideoAESettings, reenact.ReenactSettings]
     return {c.__name__: repr(dataclasses.asdict(c.full())) for c in classes}
 
 

@@ -14,7 +14,11 @@ This script follows the usual preprocessing recipe in three steps:
    (any container ffmpeg reads works: .mp4, .mkv, .webm);
 3. with ``--videos DIR``, cut every segment whose video is there: the union of the segment's face
    boxes, enlarged by ``--increase`` and made square, is cropped from each frame (read at 25 fps with
-   imageio-ffmpeg) and resized to ``--size``.
+   imageio-ffmpeg) and resized to ``--size``;
+4. with ``--landmarks``, store every frame's 68 facial landmarks (dlib's offline model, see
+   :mod:`animlib.data.landmarks`) as ``landmarks68.npy`` next to each clip's frames: the driving
+   signal of the reenactment chapter (read by :func:`animlib.data.prepared.face_tracks`). It can be
+   run again on a prepared folder; clips that already have the file are skipped.
 
 Box units: VoxCeleb2 boxes are fractions of the frame size; VoxCeleb1 boxes are pixels of a 360-row
 reference frame. Boxes whose values are all at most 1 are read as fractions, others as 360p pixels.
@@ -77,6 +81,7 @@ SIZE = "metadata only: vox1_test_txt.zip small, vox1_dev_txt.zip ~0.1 GB, vox2_d
 LAYOUT = """\
 OUT/videos_needed.txt                                 YouTube IDs to fetch yourself
 OUT/clips/<speaker>/<video>_<segment>/00000.png ...   uint8 RGB SIZE x SIZE
+OUT/clips/<speaker>/<video>_<segment>/landmarks68.npy  (--landmarks) (T, 68, 2) float32 in [-1, 1]
 OUT/labels.csv                                        clip,label,video,segment,frames
 OUT/PREPARED                                          written last"""
 FPS = 25  # the frame numbers in the metadata count frames at 25 fps
@@ -242,13 +247,53 @@ def build_parser() -> Any:
     parser.add_argument("--increase", type=float, default=0.1, help="enlarge the face box by this fraction (default: 0.1)")
     parser.add_argument("--max-frames", type=int, default=0, help="at most this many frames per clip (0 = all)")
     parser.add_argument("--min-frames", type=int, default=1, help="drop clips shorter than this (default: 1)")
+    parser.add_argument("--landmarks", action="store_true",
+                        help="also store each frame's 68 dlib landmarks (landmarks68.npy per clip; needs dlib-bin and "
+                             "face-recognition-models, offline)")
     return parser
+
+
+def add_landmarks(out: Path) -> int:
+    """Write ``landmarks68.npy`` (T, 68, 2) in [-1, 1] into every clip folder under ``out/clips`` lacking it.
+
+    A frame where dlib finds no face is read with the whole crop as the face box (the crops are
+    face-centred). Each file is written atomically; returns the number of clips processed.
+    """
+    import io
+
+    import imageio.v3 as iio
+
+    from animlib.data.landmarks import detect_landmarks
+    from animlib.files import atomic_write_bytes
+
+    done = 0
+    for clip in sorted({p.parent for p in (out / "clips").rglob("*.png")}):
+        target = clip / "landmarks68.npy"
+        if target.is_file():
+            continue
+        points = []
+        for frame in sorted(clip.glob("*.png")):
+            img = iio.imread(frame)[..., :3]
+            try:
+                found = detect_landmarks(img)
+            except ValueError:  # no face detected: the crop itself is the face box
+                h, w = img.shape[:2]
+                found = detect_landmarks(img, box=(int(0.1 * w), int(0.1 * h), int(0.9 * w), int(0.9 * h)))
+            points.append(found["points"].numpy())
+        buf = io.BytesIO()
+        np.save(buf, np.stack(points).astype(np.float32), allow_pickle=False)
+        atomic_write_bytes(target, buf.getvalue())
+        done += 1
+        log.info("%s: landmarks of %d frames", clip, len(points))
+    return done
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     out: Path = args.out
     if already_prepared(out, args.force):
+        if args.landmarks:
+            log.info("Added landmarks to %d clips in %s", add_landmarks(out), out)
         return
     supplied = single_from_file(args)
     name = supplied.name if supplied is not None else f"vox{args.version}_{args.split}_txt.zip"
@@ -263,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     info = prepare(txt_root, out, args.videos, size=args.size, increase=args.increase,
                    max_frames=args.max_frames, min_frames=args.min_frames, sources=[archive.name])
     log.info("Prepared %d clips of %d speakers in %s", info["clips"], info["speakers"], out)
+    if args.landmarks:
+        log.info("Added landmarks to %d clips", add_landmarks(out))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ __all__ = [
 
 
 #: Submodules loaded on first attribute access (``animlib.data.rings``).
-_SUBMODULES = ("actions", "blobs", "depth_scenes", "download", "faces", "folders", "images", "prepared", "rings",
+_SUBMODULES = ("actions", "blobs", "depth_scenes", "download", "faces", "folders", "images", "landmarks", "prepared", "rings",
                "scenes")
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "sample_identity",
     "sample_motion",
     "render_faces",
+    "face_landmarks",
     "motion_to_unit",
     "unit_to_motion",
     "SyntheticFaces",
@@ -253,6 +254,71 @@ def render_faces(identity: torch.Tensor, motion: torch.Tensor, size: int = 64, c
     identity, motion = identity.float(), motion.float().to(identity.device)
     out = [_render_chunk(identity[i : i + chunk], motion[i : i + chunk], size) for i in range(0, identity.shape[0], chunk)]
     return torch.cat(out) if out else identity.new_zeros(0, 3, size, size)
+
+
+# ----------------------------------------------------------------------------------------------
+# landmarks: the same geometry as the renderer, in the 68-point layout of real-face detectors
+# ----------------------------------------------------------------------------------------------
+def face_landmarks(identity: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    """The 68 facial landmarks of the faces :func:`render_faces` draws -> (B, 68, 2) as (x, y) in [-1, 1].
+
+    The points follow the iBUG-300W layout that dlib's 68-point model (and most landmark
+    detectors) use, so synthetic and real faces share one representation
+    (:mod:`animlib.data.landmarks` rasterises both): 0-16 jaw (image left to right, round the
+    chin), 17-21 and 22-26 brows, 27-30 the nose bridge and 31-35 its base, 36-41 and 42-47 the
+    eyes (outer/inner corner, two upper-lid points, corner, two lower-lid points, clockwise), 48-59
+    the outer and 60-67 the inner lip contour. Coordinates are the renderer's: x to the right, y
+    down, the image spanning [-1, 1]. They are computed from the same formulas as the pixels, so a
+    blink moves the upper-lid points down onto the lower lid and an open mouth separates the lips.
+    """
+    _check_params(identity, motion)
+    identity, motion = identity.float(), motion.float().to(identity.device)
+    fw, fh, _, _, _, eye_sp, eye_sz, _ = identity.unbind(1)  # (B,) each
+    yaw, pitch, mouth, blink, smile = motion.unbind(1)
+    dev = identity.device
+    a, b = 0.74 + 0.14 * fw, 0.84 + 0.10 * fh
+    head_x, head_y = 0.08 * yaw, 0.05 * pitch + 0.06
+    feat_x, feat_y = head_x + 0.26 * yaw, head_y + 0.16 * pitch
+
+    def pts(x, y):  # (B, n) each -> (B, n, 2)
+        return torch.stack([x, y], dim=2)
+
+    col = lambda v: v[:, None]  # noqa: E731 - (B,) -> (B, 1)
+    # jaw: the face ellipse from the left ear level round the chin to the right
+    phi = math.pi * (1 - torch.arange(17, device=dev) / 16.0)  # (17,) pi -> 0, through pi/2 (the chin)
+    jaw = pts(col(head_x) + col(a) * torch.cos(phi), col(head_y) + col(b) * torch.sin(phi))
+    ex, rx = 0.25 + 0.13 * eye_sp, 0.15 + 0.06 * eye_sz
+    ry, ey = 0.8 * rx, feat_y - 0.16
+    brow_y = ey - ry - 0.08 - 0.07 * smile
+    t5 = torch.linspace(-1, 1, 5, device=dev)  # (5,)
+    brows, eyes = [], []
+    lid_y = ey - ry + 2 * ry * blink  # the upper lid's edge, as drawn
+    for side in (-1.0, 1.0):
+        cx = feat_x + side * ex
+        brows.append(pts(col(cx) + 1.1 * col(rx) * t5, col(brow_y) - 0.04 * torch.sqrt(1 - t5 ** 2)))
+        k = math.sqrt(8.0 / 9.0)  # the ellipse's height at a third of its half-width
+        top, bottom = ey - ry * k, ey + ry * k
+        upper = torch.minimum(torch.maximum(top, lid_y), bottom)
+        xs = torch.stack([cx - rx, cx - rx / 3, cx + rx / 3, cx + rx, cx + rx / 3, cx - rx / 3], 1)  # (B, 6)
+        ys = torch.stack([ey, upper, upper, ey, bottom, bottom], 1)
+        eyes.append(torch.stack([xs, ys], 2))
+    nose_x, nose_y = feat_x * 1.1, feat_y + 0.16
+    bridge = pts(col(nose_x).expand(-1, 4), col(ey) + (col(nose_y) + 0.10 - col(ey)) * torch.linspace(0, 1, 4, device=dev))
+    base = pts(col(nose_x) + 0.07 * t5, col(nose_y) + 0.10 + 0.02 * (1 - t5.abs()))
+    # mouth: the renderer's dark ellipse around a bent centre line
+    mw = (0.30 + 0.04 * fw) * (1 + 0.15 * smile)
+    my, bend, mh = feat_y + 0.46, 0.20 * smile, 0.045 + 0.18 * mouth
+
+    def lip(t, sign, scale):  # t (n,) in [-1, 1] along the mouth; sign -1 upper, +1 lower
+        x = col(feat_x) + col(mw) * t
+        centre = col(my) + col(bend) * (1 - t ** 2) - col(bend) * 0.5
+        return pts(x, centre + sign * scale * col(mh) * torch.sqrt((1 - t ** 2).clamp(min=0)))
+
+    tt = lambda *v: torch.tensor(v, device=dev)  # noqa: E731
+    outer = torch.cat([lip(tt(-1, -2 / 3, -1 / 3, 0, 1 / 3, 2 / 3, 1), -1, 1.0), lip(tt(2 / 3, 1 / 3, 0, -1 / 3, -2 / 3), 1, 1.0)], 1)
+    inner = torch.cat([lip(tt(-0.8), 0, 0.0), lip(tt(-0.4, 0, 0.4), -1, 0.5), lip(tt(0.8), 0, 0.0),
+                       lip(tt(0.4, 0, -0.4), 1, 0.5)], 1)
+    return torch.cat([jaw, brows[0], brows[1], bridge, base, eyes[0], eyes[1], outer, inner], 1)  # (B, 68, 2)
 
 
 # ----------------------------------------------------------------------------------------------

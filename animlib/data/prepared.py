@@ -13,6 +13,7 @@ script                        loader                     items
 ``diw.py``                    :class:`DiwPairs`          image, one ordinal point pair
 ``imdb_wiki.py``              :class:`RealFaces`         face crops
 ``voxceleb.py``               :class:`FaceVideos`        face clips (driving videos)
+``voxceleb.py --landmarks``   :func:`face_tracks`        frames + 68 landmarks per track
 ``weizmann.py``               :func:`weizmann_dataset`   grayscale human-action clips
 (your own folder of clips)    :class:`CinemagraphClips`  looping clips with an estimated mask
 ============================  =========================  ====================================
@@ -33,7 +34,8 @@ from torch.utils.data import Dataset
 from .folders import FrameFolderDataset, ImageFolderDataset, load_image, require_prepared
 from .scenes import motion_mask_from_clip
 
-__all__ = ["KittiDepth", "NyuDepthV2", "DiwPairs", "RealFaces", "FaceVideos", "weizmann_dataset", "CinemagraphClips"]
+__all__ = ["KittiDepth", "NyuDepthV2", "DiwPairs", "RealFaces", "FaceVideos", "face_tracks", "weizmann_dataset",
+           "CinemagraphClips"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,6 +193,45 @@ class FaceVideos(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.clips[i]
+
+
+#: the per-clip landmark file ``data_scripts/voxceleb.py --landmarks`` writes: (T, 68, 2) in [-1, 1]
+LANDMARKS_FILE = "landmarks68.npy"
+
+
+def face_tracks(root, n_poses: int, size: int, max_tracks: Optional[int] = None,
+                seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Face tracks for reenactment (chapter 8): ``n_poses`` frames of each prepared VoxCeleb clip.
+
+    Needs the landmarks that ``python data_scripts/voxceleb.py --out ROOT --landmarks`` stores next
+    to each clip's frames (``landmarks68.npy``, dlib's 68 points). Returns ``(images (N, n_poses, 3,
+    size, size) in [0, 1], points (N, n_poses, 68, 2) in [-1, 1])``, frames drawn evenly along each
+    clip; clips shorter than ``n_poses`` or without landmarks are skipped. ``max_tracks`` keeps a
+    random subset (seeded).
+    """
+    import numpy as np
+
+    clips = FrameFolderDataset(root, clip_len=None, size=size, channels=3, script="voxceleb.py")
+    base = Path(clips.root)
+    with_lm = [i for i in range(len(clips)) if (base / clips.clip_name(i) / LANDMARKS_FILE).is_file()]
+    if not with_lm:
+        raise FileNotFoundError(f"no {LANDMARKS_FILE} under {root}: run python data_scripts/voxceleb.py --out {root} "
+                                "--landmarks (dlib's 68-point model, offline) to add them")
+    if max_tracks is not None and len(with_lm) > max_tracks:
+        g = torch.Generator().manual_seed(seed)
+        with_lm = [with_lm[i] for i in torch.randperm(len(with_lm), generator=g)[:max_tracks].tolist()]
+    images, points = [], []
+    for i in with_lm:
+        pts = torch.from_numpy(np.load(base / clips.clip_name(i) / LANDMARKS_FILE, allow_pickle=False)).float()
+        clip = clips[i]  # (T, 3, size, size)
+        if clip.shape[0] < n_poses or pts.shape[0] != clip.shape[0]:
+            continue
+        pick = torch.linspace(0, clip.shape[0] - 1, n_poses).round().long()
+        images.append(clip[pick])
+        points.append(pts[pick])
+    if not images:
+        raise FileNotFoundError(f"no clip under {root} has {n_poses} frames with landmarks")
+    return torch.stack(images), torch.stack(points)
 
 
 # ----------------------------------------------------------------------------------------------
