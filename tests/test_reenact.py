@@ -344,3 +344,24 @@ def test_voxceleb_landmarks_feed_face_tracks_and_a_real_track_pool(tmp_path):
     src, src_lm, tgt, tgt_lm, idx = pool.batch(4, 2, torch.Generator().manual_seed(0))
     assert src.shape == (4, 2, 3, 32, 32) and tgt_lm.shape == (4, len(LM.PARTS), 32, 32)
     assert torch.isnan(pool.identity).all()
+
+
+@pytest.mark.slow
+def test_full_profile_one_step():
+    """The full profile's networks (128 px, K = 8, the perceptual VGG term) take one step of each run on the CPU."""
+    from animlib.backbones import FeatureExtractor
+
+    rs = R.ReenactSettings.full()
+    assert (rs.size, rs.k_train, rs.n_res) == (128, 8, 4) and rs.vgg_weight > 0
+    pool = R.FacePool(3, rs.k_train + 1, rs.size, seed=0)
+    vgg = FeatureExtractor(("conv_1_2", "conv_2_2", "conv_3_3", "conv_4_3"), weights="random")
+    step = R.ReenactStep(vgg=vgg, vgg_weight=rs.vgg_weight)
+    for driver in ("landmarks", "image"):
+        t = R.meta_train(pool, 1, config=rs.config(driver), batch_size=2, k=rs.k_train, lr_g=rs.lr_g, lr_d=rs.lr_d,
+                         step=step, device="cpu", progress=False)
+        assert all(math.isfinite(float(v)) for v in t.history[-1].values())
+    R.train_warp(pool, 1, config=rs.config(), batch_size=2, device="cpu", progress=False)
+    E, G, D = (t.raw_models[k] for k in "egd")
+    frames, lms = pool.images[0, :2].float() / 255, pool.lm_images[0, :2].float() / 255
+    G2, psi = R.finetune(E, G, D, frames, lms, 1, batch_size=2, step=step, device="cpu")
+    assert R.reenact(G2, frames, psi=psi).shape == (2, 3, rs.size, rs.size)  # the image-driven G of the last run
