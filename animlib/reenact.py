@@ -73,7 +73,7 @@ N_PARTS = len(PARTS)
 def adain(h: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Adaptive instance normalisation: ``γ ⊙ (h − μ) / σ + β`` per sample and channel.
 
-    ``h`` (B, C, H, W); ``gamma``, ``beta`` (B, C). ``μ`` and ``σ² `` are the mean and (biased)
+    ``h`` (B, C, H, W); ``gamma``, ``beta`` (B, C). ``μ`` and ``σ²`` are the mean and (biased)
     variance over each feature map's pixels, as in :class:`torch.nn.InstanceNorm2d`.
     """
     if h.ndim != 4 or gamma.shape != h.shape[:2] or beta.shape != h.shape[:2]:
