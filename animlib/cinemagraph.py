@@ -68,6 +68,7 @@ __all__ = [
     "drqn_lr_schedule",
     "cinemagraph_metrics",
     "evaluate_generator",
+    "region_motion",
     "evaluate_policy",
     "best_matching_accuracy",
     "CinemagraphSettings",
@@ -198,8 +199,11 @@ class MotionDecoder(nn.Module):
         return torch.softmax(self.kernel_mlp(feat), dim=1).reshape(-1, K, K)
 
     def forward(self, h: torch.Tensor, prev: torch.Tensor, skips: List[torch.Tensor],
-                onehot: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        """Eq. (11): returns the next ``frame``, its ``mask`` (B, 1, H, W) and ``kernel`` (B, K, K)."""
+                onehot: Optional[torch.Tensor] = None, region: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Eq. (11): returns the next ``frame``, its ``mask`` (B, 1, H, W) and ``kernel`` (B, K, K).
+
+        ``region`` ``(B or 1, 1, H, W)`` in [0, 1], if given, multiplies the predicted mask: the user's
+        region says where motion is allowed, the network still says how (and where inside it)."""
         z = h
         if self.config.num_actions > 0:
             if onehot is None:
@@ -211,6 +215,8 @@ class MotionDecoder(nn.Module):
             z = F.interpolate(z, size=skip.shape[-2:], mode="nearest")
             z = up(torch.cat([z, skip.to(z.dtype)], dim=1))
         mask = torch.sigmoid(self.mask_out(z).float())  # (B, 1, H, W)
+        if region is not None:
+            mask = mask * region.to(mask)
         kernel = self.kernel(h, onehot)  # (B, K, K)
         moved = apply_motion_kernel(prev.float(), kernel)
         frame = mask * moved + (1 - mask) * prev.float()  # eq. (11)
@@ -254,12 +260,21 @@ class CinemagraphGenerator(nn.Module):
         return h, (h, c), skips
 
     def forward(self, x: torch.Tensor, n_frames: int, actions=None, state=None, return_info: bool = False,
-                decoder_grad: bool = True):
+                decoder_grad: bool = True, region: Optional[torch.Tensor] = None):
         """See the class docstring. ``decoder_grad=False`` runs the decoder without a graph and feeds
         back detached frames: a rollout that only trains the Q-head and the trunk (encoder, ConvLSTM)
-        then costs a fraction of the backward pass."""
+        then costs a fraction of the backward pass. ``region`` ``(B or 1, 1, H, W)`` in [0, 1]
+        restricts motion to a user's region (a cinemagraph tool's brush): it multiplies every
+        predicted mask, so outside it eq. (11) copies the still exactly."""
         if n_frames < 1:
             raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+        if region is not None:
+            if region.dim() != 4 or region.shape[1] != 1 or region.shape[-2:] != x.shape[-2:] \
+                    or region.shape[0] not in (1, x.shape[0]):
+                raise ValueError(f"region must be (1 or {x.shape[0]}, 1, {x.shape[-2]}, {x.shape[-1]}) like the "
+                                 f"images, got {tuple(region.shape)}")
+            if bool((region < 0).any()) or bool((region > 1).any()):
+                raise ValueError("region must be a mask with values in [0, 1] (1 = may move)")
         N = self.config.num_actions
         prev, frames, info = x, [], {"mask": [], "kernel": [], "h": [], "action": []}
         for t in range(n_frames):
@@ -275,11 +290,11 @@ class CinemagraphGenerator(nn.Module):
                 onehot = F.one_hot(a.long(), N).to(h.dtype)
                 info["action"].append(a)
             if decoder_grad:
-                out = self.decoder(h, prev, skips, onehot)
+                out = self.decoder(h, prev, skips, onehot, region)
             else:
                 with torch.no_grad():
                     out = self.decoder(h.detach(), prev.detach(), [sk.detach() for sk in skips],
-                                       None if onehot is None else onehot.detach())
+                                       None if onehot is None else onehot.detach(), region)
             prev = out["frame"].to(x.dtype)
             frames.append(prev)
             if return_info:
@@ -616,6 +631,24 @@ def cinemagraph_metrics(generated: torch.Tensor, frames: torch.Tensor, mask: tor
     return out
 
 
+def region_motion(loop: torch.Tensor, region: torch.Tensor, threshold: float = 0.5) -> Dict[str, float]:
+    """How much a generated loop moves inside a region and outside it (for photographs, no truth).
+
+    ``loop`` ``(T, C, H, W)`` is ``[x, ŷ_1 .. ŷ_{T-1}]``; ``region`` ``(1, H, W)`` or ``(H, W)`` in
+    [0, 1]. Motion energy is the temporal standard deviation, averaged over channels and over the
+    pixels where ``region > threshold`` (``inside``) or ``region <= threshold`` (``outside``). Returns
+    ``motion_energy`` (inside), ``background_leak`` (outside) and ``leak_ratio`` (outside / inside).
+    """
+    if loop.dim() != 4:
+        raise ValueError(f"loop must be (T, C, H, W), got shape {tuple(loop.shape)}")
+    r = region.reshape(loop.shape[-2:]).float() > threshold
+    if not bool(r.any()) or bool(r.all()):
+        raise ValueError("the region must cover some pixels and leave some out")
+    std = loop.float().std(0).mean(0)  # (H, W)
+    inside, outside = float(std[r].mean()), float(std[~r].mean())
+    return {"motion_energy": inside, "background_leak": outside, "leak_ratio": outside / max(inside, 1e-12)}
+
+
 @torch.no_grad()
 def evaluate_generator(gen: CinemagraphGenerator, frames: torch.Tensor, mask: torch.Tensor,
                        batch_size: int = 128, actions: Optional[torch.Tensor] = None) -> Tuple[Dict[str, float], torch.Tensor]:
@@ -697,14 +730,14 @@ class CinemagraphSettings(ProfileSettings):
 
     @classmethod
     def quick(cls) -> CinemagraphSettings:
-        return cls(scene=SceneConfig(size=32, frames=8, num_classes=4), model=CinemagraphConfig(),
+        return cls(scene=SceneConfig(size=32, frames=8, num_classes=4, background="texture"), model=CinemagraphConfig(),
                    batch=16, lr=5e-3, gen_steps=300, adv_weight=1e-3, disc_frames=2,
                    drqn=DRQNSchedule(warmup=120, eps_steps=200, eps_end=0.1, teacher_every=2), drqn_steps=420,
                    drqn_seeds=[0], held_out=256, amp="auto")
 
     @classmethod
     def full(cls) -> CinemagraphSettings:
-        return cls(scene=SceneConfig(size=128, frames=16, num_classes=8, block=8),
+        return cls(scene=SceneConfig(size=128, frames=16, num_classes=8, block=8, background="texture"),
                    model=CinemagraphConfig(widths=(32, 64, 128), hidden=64, kernel_hidden=128, q_hidden=128,
                                            disc_widths=(64, 128, 256, 256)),
                    batch=32, lr=2e-3, gen_steps=6000, adv_weight=1e-3, disc_frames=4,

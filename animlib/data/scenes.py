@@ -4,7 +4,9 @@ Source S0 (cinemagraphs with recurrent networks and a deep recurrent Q-network) 
 future work calls for one. We generate scenes whose motion is known exactly, so that every number
 the chapters report can be checked against the truth:
 
-- a static background of blocky colour noise (texture that must *not* move);
+- a static background that must *not* move: blocky colour noise, or (``background="texture"``)
+  crops of real photographed textures (scikit-image's grass, gravel and brick, each 512×512 px),
+  at a random scale and position and tinted with a muted random colour;
 - one band of soft stripes across the image, "flowing water", that translates in a loop. Its motion
   class ``c`` fixes the direction (``c % 4``: → ← ↓ ↑) and the speed (``1 + c // 4`` pixels per
   frame). The class is *visible in the still image*: the stripes run across the direction of flow
@@ -23,6 +25,7 @@ untouched). Pixel values are in [0, 1], layout ``(N, T, 3, H, W)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -32,6 +35,8 @@ import torch.nn.functional as F
 
 __all__ = [
     "DIRECTIONS",
+    "TEXTURES",
+    "real_textures",
     "SceneConfig",
     "Scenes",
     "make_scenes",
@@ -43,6 +48,9 @@ __all__ = [
 #: Direction of each class (``class % 4``) as (dx, dy) per frame at speed 1, and its arrow.
 DIRECTIONS = ((1, 0, "→"), (-1, 0, "←"), (0, 1, "↓"), (0, -1, "↑"))
 _EXTRAS = ("flame", "branch")
+_BACKGROUNDS = ("noise", "texture")
+#: the real textures of ``background="texture"``: scikit-image's photographed samples (512×512, gray)
+TEXTURES = ("grass", "gravel", "brick")
 
 
 @dataclass
@@ -56,6 +64,7 @@ class SceneConfig:
     band: float = 0.375  # width of the water band as a fraction of the image
     block: int = 4  # background noise block size in pixels (texture scale)
     extras: Tuple[str, ...] = ()  # extra moving regions: any of "flame", "branch"
+    background: str = "noise"  # "noise" (blocky colour noise) or "texture" (crops of real photographed textures)
 
     def validate(self) -> SceneConfig:
         if not isinstance(self.size, int) or self.size < 16:
@@ -75,6 +84,8 @@ class SceneConfig:
             raise ValueError(f"band must be a fraction in [0.1, 0.8], got {self.band!r}")
         if self.size % self.block:
             raise ValueError(f"block={self.block} must divide size={self.size}")
+        if self.background not in _BACKGROUNDS:
+            raise ValueError(f"background must be one of {_BACKGROUNDS}, got {self.background!r}")
         bad = [e for e in self.extras if e not in _EXTRAS]
         if bad:
             raise ValueError(f"unknown extras {bad}; choose from {_EXTRAS}")
@@ -153,6 +164,56 @@ def _background(g: torch.Generator, n: int, size: int, block: int, device=None) 
     return F.interpolate(coarse, scale_factor=block, mode="nearest")  # (N, 3, H, W)
 
 
+@functools.lru_cache(maxsize=1)
+def real_textures() -> torch.Tensor:
+    """scikit-image's photographed textures (:data:`TEXTURES`) as ``(3, 512, 512)`` gray in [0, 1].
+
+    Each is normalised to mean 0.5 and a common contrast (std 0.18), so that no texture stands out
+    by its exposure. They ship with scikit-image: nothing is downloaded.
+    """
+    from skimage import data as skdata  # scikit-image is imported only when texture scenes are made
+
+    out = []
+    for name in TEXTURES:
+        a = torch.from_numpy(getattr(skdata, name)().astype("float32") / 255.0)
+        out.append(((a - a.mean()) / a.std().clamp_min(1e-6) * 0.18 + 0.5).clamp(0, 1))
+    return torch.stack(out)  # (3, 512, 512)
+
+
+def _texture_crops(g: torch.Generator, n: int, height: int, width: int, zoom: torch.Tensor) -> torch.Tensor:
+    """``(N, height, width)`` crops of the real textures, ``zoom`` ``(N,)`` texture pixels (of the 512-px
+    originals) per output pixel, at random positions; one ``grid_sample`` for the whole batch.
+
+    Sampling happens on the textures shrunk 4× (antialiased), so that zooms of 2-6 do not alias."""
+    tex = _small_textures()  # (K, 128, 128)
+    which = torch.randint(len(TEXTURES), (n,), generator=g)
+    frac = torch.rand(n, 2, generator=g)
+    side = tex.shape[-1]
+    half_h = (zoom / 4 * height / side).clamp(max=1.0)  # half extent of the crop in [-1, 1] units
+    half_w = (zoom / 4 * width / side).clamp(max=1.0)
+    cy = -1 + half_h + frac[:, 0] * (2 - 2 * half_h)
+    cx = -1 + half_w + frac[:, 1] * (2 - 2 * half_w)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = half_w, cx, half_h, cy
+    grid = F.affine_grid(theta, (n, 1, height, width), align_corners=False)
+    return F.grid_sample(tex[which][:, None], grid, mode="bilinear", align_corners=False)[:, 0]
+
+
+@functools.lru_cache(maxsize=1)
+def _small_textures() -> torch.Tensor:
+    return F.interpolate(real_textures()[:, None], scale_factor=0.25, mode="bilinear", antialias=True)[:, 0]
+
+
+def _texture_background(g: torch.Generator, n: int, size: int, device=None) -> torch.Tensor:
+    """Crops of real textures ``(N, 3, H, W)``: a random texture, scale (2-6 texture pixels per image
+    pixel) and position, tinted with a muted colour and squeezed into the noise background's range."""
+    zoom = 2.0 + 4.0 * torch.rand(n, generator=g)
+    tint = 0.55 + 0.45 * torch.rand(n, 3, generator=g)
+    gray = _texture_crops(g, n, size, size, zoom)[:, None]  # (N, 1, H, W)
+    img = 0.15 + 0.6 * gray * (tint / tint.amax(1, keepdim=True))[:, :, None, None]  # same range as the noise
+    return img.to(device)
+
+
 def _water(cfg: SceneConfig, g: torch.Generator, n: int, labels: torch.Tensor, device=None):
     """Stripe frames, band masks and velocities for the water band of each scene."""
     S, T, P = cfg.size, cfg.frames, cfg.period_px
@@ -180,7 +241,21 @@ def _water(cfg: SceneConfig, g: torch.Generator, n: int, labels: torch.Tensor, d
     m_img = torch.where(horizontal[:, None, None], inband[:, :, None].expand(n, S, S),
                         inband[:, None, :].expand(n, S, S))  # (N, H, W)
     stripes = colors[:, None, :, None, None] * (0.3 + 0.7 * w_img[:, :, None])  # (N, T, 3, H, W)
+    if cfg.background == "texture":  # grain from a real texture that travels with the wave (period P: loops)
+        strip = _texture_strips(g, n, S, P)  # (N, S across, P along)
+        along = (coord.long()[None, None, :] - (v[:, None, None] * t[None, :, None]).round().long()
+                 + phase.round().long()[:, None, None]) % P  # (N, T, S)
+        grain = torch.gather(strip[:, None].expand(n, T, S, P), 3,
+                             along[:, :, None, :].expand(n, T, S, S).to(strip.device))  # (N, T, across, along)
+        grain = grain.to(device)
+        g_img = torch.where(hz, grain, grain.transpose(-1, -2))  # horizontal flow: along = x
+        stripes = stripes * (1.0 + 0.9 * (g_img[:, :, None] - 0.5))
     return stripes, m_img[:, None], velocity
+
+
+def _texture_strips(g: torch.Generator, n: int, across: int, period: int) -> torch.Tensor:
+    """``(N, across, period)`` crops of the real textures, for grain that tiles with the stripe period."""
+    return _texture_crops(g, n, across, period, torch.full((n,), 3.0))
 
 
 def _flame(cfg: SceneConfig, g: torch.Generator, n: int, device=None):
@@ -251,7 +326,10 @@ def make_scenes(
         if lab.shape != (n,) or lab.min() < 0 or lab.max() >= cfg.num_classes:
             raise ValueError(f"labels must be {n} ints in [0, {cfg.num_classes}), got {labels!r}")
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    bg = _background(g, n, cfg.size, cfg.block, dev)  # (N, 3, H, W)
+    if cfg.background == "texture":
+        bg = _texture_background(g, n, cfg.size, dev)  # (N, 3, H, W)
+    else:
+        bg = _background(g, n, cfg.size, cfg.block, dev)
     stripes, mask, velocity = _water(cfg, g, n, lab, dev)
     frames = torch.where(mask[:, None].bool(), stripes, bg[:, None])  # (N, T, 3, H, W)
     for extra in cfg.extras:
