@@ -31,7 +31,9 @@ This reading of the source's unspecified "decoder" is ours, and the chapters say
 The DRQN reward is ``r_t = -reward_scale · MSE(ŷ_{t+1}, y_{t+1})`` (plus, optionally,
 ``realism_weight · log D(ŷ_{t+1})``); training is on-policy: every iteration runs fresh ε-greedy
 rollouts and regresses ``Q(s_t, a_t)`` on Double-DQN targets from a slowly updated target copy
-(:class:`DRQNStep`). Recurrent states make replayed transitions stale, so we do not replay.
+(:class:`DRQNStep`). Recurrent states make single replayed transitions stale, so they are never replayed; with
+``DRQNSchedule.replay_capacity`` whole episodes are, each unrolled from its first frame
+(Hausknecht & Stone's bootstrapped sequential updates, :class:`~animlib.rl.EpisodeReplay`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from .convlstm import ConvLSTMCell
 from .data.scenes import SceneConfig
 from .engine import Trainer
 from .gan import alternating_step, d_loss_bce
-from .rl import bellman_targets, epsilon_greedy, sync_target
+from .rl import EpisodeReplay, bellman_targets, epsilon_greedy, sync_target
 from .runtime import ProfileSettings
 
 __all__ = [
@@ -71,6 +73,7 @@ __all__ = [
     "region_motion",
     "evaluate_policy",
     "best_matching_accuracy",
+    "action_metrics",
     "CinemagraphSettings",
 ]
 
@@ -412,10 +415,16 @@ class CinemagraphDRQN(nn.Module):
     @torch.no_grad()
     def q_values(self, frames_in: torch.Tensor) -> torch.Tensor:
         """Q-values ``(B, n, N)`` of the states reached by feeding the frames ``(B, n, C, H, W)``."""
+        return self.q_sequence(frames_in)
+
+    def q_sequence(self, frames_in: torch.Tensor) -> torch.Tensor:
+        """:meth:`q_values` with a graph: the recurrent state is rebuilt from the first frame on, with
+        the current weights (a replayed episode; the Q-loss gradient into the trunk is scaled by
+        ``q_grad_scale``)."""
         state, out = None, []
         for t in range(frames_in.shape[1]):
             h, state, _ = self.generator.step(frames_in[:, t], state)
-            out.append(self.q_head(h, t))
+            out.append(self.q_head(scale_grad(h, self.q_grad_scale), t))
         return torch.stack(out, 1)
 
 
@@ -490,6 +499,8 @@ class DRQNSchedule:
     eps_steps: int = 300  # iterations of the ε decay (after the warm-up)
     teacher_weight: float = 1.0  # weight of the teacher-forced generator MSE (kept during Q-learning)
     teacher_every: int = 1  # during Q-learning, run the teacher-forced generator update every k-th iteration
+    replay_capacity: int = 0  # episodes kept (as float16) for bootstrapped sequential updates (0: on-policy only)
+    replay_batch: int = 0  # replayed episodes per iteration, each unrolled from its first frame
 
 
 @dataclass
@@ -508,7 +519,21 @@ class DRQNStep:
     target_net: nn.Module  # the slowly updated copy of the DRQN (:func:`make_target`)
     model: str = "drqn"  # the trainer's DRQN
     disc: str = "d"  # the trainer's discriminator, used when ``schedule.realism_weight > 0``
-    generator: Optional[torch.Generator] = None  # seeds the ε-greedy choices
+    generator: Optional[torch.Generator] = None  # seeds the ε-greedy choices and the replay draws
+    replay: Optional[EpisodeReplay] = None  # episode memory (made on the first batch if the schedule asks for one)
+
+    def _td_targets(self, inputs: torch.Tensor, rewards: torch.Tensor, q_online: torch.Tensor,
+                    trainer: Trainer) -> torch.Tensor:
+        """Double-DQN targets ``(B, n)`` for an episode whose step inputs are ``inputs`` ``(B, n, C, H, W)``."""
+        B, n = rewards.shape
+        with trainer.autocast():
+            q_tgt = self.target_net.q_values(inputs).float()  # (B, n, N)
+        next_t = torch.cat([q_tgt[:, 1:], torch.zeros_like(q_tgt[:, :1])], 1)
+        next_o = torch.cat([q_online[:, 1:], torch.zeros_like(q_online[:, :1])], 1)
+        dones = torch.zeros(B, n, device=rewards.device)
+        dones[:, -1] = 1.0
+        return bellman_targets(rewards.flatten(), next_t.flatten(0, 1), dones.flatten(),
+                               self.schedule.gamma, next_q_online=next_o.flatten(0, 1)).reshape(B, n)
 
     def __call__(self, trainer: Trainer, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
         schedule, target_net, model, disc, generator = self.schedule, self.target_net, self.model, self.disc, self.generator
@@ -517,7 +542,10 @@ class DRQNStep:
         B, T = frames.shape[:2]
         n = T
         target = _targets(batch, n)  # (B, n, C, H, W)
-        teacher = labels[:, None].expand(B, n)
+        # the true motion of every step (scenes whose motion changes have a per-step label)
+        teacher = batch["step_label"] if "step_label" in batch else labels[:, None].expand(B, n)
+        if schedule.replay_capacity > 0 and self.replay is None:
+            self.replay = EpisodeReplay(schedule.replay_capacity, n, tuple(frames.shape[2:]), torch.float16)
         it = trainer.step
         loss = torch.zeros((), device=frames.device)
         metrics: Dict[str, Any] = {}
@@ -542,21 +570,27 @@ class DRQNStep:
                     rewards = rewards + schedule.realism_weight * F.logsigmoid(logits)
                 # States s_{t+1} are reached by feeding ŷ_{t+1}; input sequence x, ŷ_1..ŷ_{n-1}.
                 inputs = torch.cat([frames[:, :1], gen[:, :-1]], dim=1)
-                with trainer.autocast():
-                    q_tgt = target_net.q_values(inputs).float()  # (B, n, N)
-                q_onl = ro["q"].detach().float()
-                next_t = torch.cat([q_tgt[:, 1:], torch.zeros_like(q_tgt[:, :1])], 1)
-                next_o = torch.cat([q_onl[:, 1:], torch.zeros_like(q_onl[:, :1])], 1)
-                dones = torch.zeros(B, n, device=gen.device)
-                dones[:, -1] = 1.0
-                y = bellman_targets(rewards.flatten(), next_t.flatten(0, 1), dones.flatten(),
-                                    schedule.gamma, next_q_online=next_o.flatten(0, 1)).reshape(B, n)
+                y = self._td_targets(inputs, rewards, ro["q"].detach().float(), trainer)
             q_sa = ro["q"].float().gather(2, ro["actions"][..., None].long()).squeeze(2)  # (B, n)
             td = F.smooth_l1_loss(q_sa, y)
+            if self.replay is not None and schedule.replay_batch > 0 and len(self.replay) > 0:
+                # bootstrapped sequential updates: whole stored episodes, unrolled from their first frame
+                ep = self.replay.sample(schedule.replay_batch, generator)
+                ep_in = ep["inputs"].to(frames.device, frames.dtype)
+                ep_r, ep_a = ep["rewards"].to(frames.device), ep["actions"].to(frames.device)
+                with trainer.autocast():
+                    q_rep = net.q_sequence(ep_in).float()  # (b, n, N)
+                with torch.no_grad():
+                    y_rep = self._td_targets(ep_in, ep_r, q_rep.detach(), trainer)
+                td_replay = F.smooth_l1_loss(q_rep.gather(2, ep_a[..., None]).squeeze(2), y_rep)
+                metrics["td_replay"] = td_replay.detach()
+                td = 0.5 * (td + td_replay)
+            if self.replay is not None:
+                self.replay.add(inputs, ro["actions"], rewards)
             loss = loss + schedule.q_weight * td
             # tensors: the trainer reads them on the host when it syncs (not every step on a GPU)
             metrics.update(td=td.detach(), reward=rewards.mean(), epsilon=eps, q_mean=q_sa.detach().mean(),
-                           greedy_acc=(ro["q"].detach().argmax(2) == labels[:, None]).float().mean())
+                           greedy_acc=(ro["q"].detach().argmax(2) == teacher).float().mean())
             if schedule.realism_weight > 0 and disc in trainer.models:
                 real_l = trainer.models[disc](target.flatten(0, 1))
                 fake_l = trainer.models[disc](gen.flatten(0, 1))
@@ -666,19 +700,26 @@ def evaluate_generator(gen: CinemagraphGenerator, frames: torch.Tensor, mask: to
 
 
 @torch.no_grad()
-def evaluate_policy(net: CinemagraphDRQN, frames: torch.Tensor, labels: torch.Tensor, policy: str = "greedy",
-                    constant: int = 0, reward_scale: float = 30.0, seed: int = 0,
-                    batch_size: int = 128) -> Dict[str, torch.Tensor]:
+def evaluate_policy(net: CinemagraphDRQN, frames: torch.Tensor, labels: torch.Tensor,
+                    policy: Union[str, torch.Tensor] = "greedy", constant: int = 0, reward_scale: float = 30.0,
+                    seed: int = 0, batch_size: int = 128) -> Dict[str, torch.Tensor]:
     """Run ``policy`` on held-out clips; returns per-scene ``return`` (undiscounted sum of rewards),
-    ``actions`` ``(B, T)``, ``frames`` ``(B, T, C, H, W)`` and ``q`` ``(B, T, N)``."""
+    ``actions`` ``(B, T)``, ``frames`` ``(B, T, C, H, W)`` and ``q`` ``(B, T, N)``.
+
+    ``policy`` is a name (see :meth:`CinemagraphDRQN.rollout`) or a tensor of actions ``(B, T)``:
+    the scenes' true per-step classes give the *oracle* policy, an upper bound for the return."""
     net.eval()
     dev = next(net.parameters()).device
     g = torch.Generator(device="cpu").manual_seed(seed)
     T = frames.shape[1]
+    if isinstance(policy, torch.Tensor) and policy.shape != (frames.shape[0], T):
+        raise ValueError(f"a policy tensor must hold one action per scene and step, shape ({frames.shape[0]}, {T}); "
+                         f"got {tuple(policy.shape)}")
     rets, acts, gens, qs = [], [], [], []
     for i in range(0, frames.shape[0], batch_size):
         clip = frames[i : i + batch_size]
-        ro = net.rollout(clip[:, 0].to(dev), T, policy=policy, generator=g, constant=constant)
+        pol = policy[i : i + batch_size] if isinstance(policy, torch.Tensor) else policy
+        ro = net.rollout(clip[:, 0].to(dev), T, policy=pol, generator=g, constant=constant)
         target = _targets({"frames": clip}, T)
         err = (ro["frames"].float().cpu() - target).pow(2).mean((2, 3, 4))  # (b, T)
         rets.append(-reward_scale * err.sum(1))
@@ -686,6 +727,30 @@ def evaluate_policy(net: CinemagraphDRQN, frames: torch.Tensor, labels: torch.Te
         gens.append(ro["frames"].float().cpu())
         qs.append(ro["q"].float().cpu())
     return {"return": torch.cat(rets), "actions": torch.cat(acts), "frames": torch.cat(gens), "q": torch.cat(qs)}
+
+
+def action_metrics(actions: torch.Tensor, step_label: torch.Tensor) -> Dict[str, float]:
+    """Does a policy follow the motion step by step? ``actions``, ``step_label`` ``(B, T)``.
+
+    - ``per_step_action_accuracy``: share of (scene, step) pairs whose action is the true class;
+    - ``action_change_recall``: of the steps where the true motion changes (``step_label[t] !=
+      step_label[t-1]``), the share where the action changes too (``nan`` if the motion never does);
+    - ``action_change_correct``: of those steps, the share where the new action is the right one;
+    - ``spurious_change_rate``: of the steps where the motion stays, the share where the action changes.
+    """
+    if actions.shape != step_label.shape or actions.dim() != 2:
+        raise ValueError(f"actions and step_label must both be (B, T), got {tuple(actions.shape)} and "
+                         f"{tuple(step_label.shape)}")
+    a, y = actions.long().cpu(), step_label.long().cpu()
+    changes = y[:, 1:] != y[:, :-1]
+    acted = a[:, 1:] != a[:, :-1]
+    nan = float("nan")
+    return {
+        "per_step_action_accuracy": float((a == y).float().mean()),
+        "action_change_recall": float(acted[changes].float().mean()) if bool(changes.any()) else nan,
+        "action_change_correct": float((a[:, 1:] == y[:, 1:])[changes].float().mean()) if bool(changes.any()) else nan,
+        "spurious_change_rate": float(acted[~changes].float().mean()) if bool((~changes).any()) else nan,
+    }
 
 
 def best_matching_accuracy(pred: torch.Tensor, true: torch.Tensor, num_classes: int) -> Tuple[float, np.ndarray]:
@@ -727,13 +792,15 @@ class CinemagraphSettings(ProfileSettings):
     drqn_seeds: List[int]  # one DRQN run per seed
     held_out: int  # held-out scenes for the measurements
     amp: str  # precision: "auto" picks bf16 only where the device computes it natively
+    drqn_reverse: float  # chapter 2: share of scenes whose motion reverses halfway (the best action changes)
 
     @classmethod
     def quick(cls) -> CinemagraphSettings:
         return cls(scene=SceneConfig(size=32, frames=8, num_classes=4, background="texture"), model=CinemagraphConfig(),
                    batch=16, lr=5e-3, gen_steps=300, adv_weight=1e-3, disc_frames=2,
-                   drqn=DRQNSchedule(warmup=120, eps_steps=200, eps_end=0.1, teacher_every=2), drqn_steps=420,
-                   drqn_seeds=[0], held_out=256, amp="auto")
+                   drqn=DRQNSchedule(warmup=120, eps_steps=200, eps_end=0.1, teacher_every=2,
+                                     replay_capacity=512, replay_batch=16), drqn_steps=420,
+                   drqn_seeds=[0], held_out=256, amp="auto", drqn_reverse=0.5)
 
     @classmethod
     def full(cls) -> CinemagraphSettings:
@@ -741,5 +808,6 @@ class CinemagraphSettings(ProfileSettings):
                    model=CinemagraphConfig(widths=(32, 64, 128), hidden=64, kernel_hidden=128, q_hidden=128,
                                            disc_widths=(64, 128, 256, 256)),
                    batch=32, lr=2e-3, gen_steps=6000, adv_weight=1e-3, disc_frames=4,
-                   drqn=DRQNSchedule(warmup=1500, eps_steps=2000, eps_end=0.1, teacher_every=2), drqn_steps=4000,
-                   drqn_seeds=[0, 1, 2, 3, 4], held_out=1024, amp="auto")
+                   drqn=DRQNSchedule(warmup=1500, eps_steps=2000, eps_end=0.1, teacher_every=2,
+                                     replay_capacity=512, replay_batch=16), drqn_steps=4000,
+                   drqn_seeds=[0, 1, 2, 3, 4], held_out=1024, amp="auto", drqn_reverse=0.5)

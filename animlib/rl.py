@@ -39,6 +39,7 @@ __all__ = [
     "sync_target",
     "make_target",
     "ReplayBuffer",
+    "EpisodeReplay",
     "TabularMDP",
     "slippery_chain",
     "value_iteration",
@@ -199,6 +200,62 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
         for k in ("states", "next_states", "actions", "rewards", "dones"):
+            getattr(self, k).copy_(state[k])
+        self.pos, self.size = int(state["pos"]), int(state["size"])
+
+
+class EpisodeReplay:
+    """A ring buffer of whole episodes, for recurrent Q-networks (Hausknecht & Stone 2015).
+
+    A recurrent network's state depends on everything it saw, so single replayed transitions would
+    need stale stored states. Their *bootstrapped sequential updates* store whole episodes instead
+    and replay each from its beginning, rebuilding the recurrent state with the current weights.
+    An episode is its ``inputs`` ``(n, *obs_shape)`` (the observation at each step), ``actions``
+    ``(n,)`` and ``rewards`` ``(n,)``. ``state_dict``/``load_state_dict`` make it checkpointable
+    (``Trainer(extra={"replay": buffer})``).
+    """
+
+    def __init__(self, capacity: int, steps: int, obs_shape: Tuple[int, ...], obs_dtype: torch.dtype = torch.float32):
+        if capacity < 1 or steps < 1:
+            raise ValueError(f"capacity and steps must be >= 1, got {capacity} and {steps}")
+        self.capacity, self.steps = int(capacity), int(steps)
+        self.inputs = torch.zeros((capacity, steps, *obs_shape), dtype=obs_dtype)
+        self.actions = torch.zeros(capacity, steps, dtype=torch.long)
+        self.rewards = torch.zeros(capacity, steps)
+        self.pos = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, inputs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> None:
+        """Add a batch of episodes: ``inputs`` ``(B, n, *obs)``, ``actions`` and ``rewards`` ``(B, n)``."""
+        if inputs.shape[1:] != self.inputs.shape[1:] or actions.shape != inputs.shape[:2] \
+                or rewards.shape != inputs.shape[:2]:
+            raise ValueError(f"episodes must be inputs (B, {self.steps}, {', '.join(map(str, self.inputs.shape[2:]))}) "
+                             f"with actions and rewards (B, {self.steps}); got {tuple(inputs.shape)}, "
+                             f"{tuple(actions.shape)}, {tuple(rewards.shape)}")
+        n = inputs.shape[0]
+        idx = (self.pos + torch.arange(n)) % self.capacity
+        self.inputs[idx] = inputs.detach().to("cpu", self.inputs.dtype)
+        self.actions[idx] = actions.detach().long().cpu()
+        self.rewards[idx] = rewards.detach().float().cpu()
+        self.pos = int((self.pos + n) % self.capacity)
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
+        """``batch_size`` episodes drawn uniformly with replacement: dict of inputs, actions, rewards."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty episode buffer; add episodes first")
+        idx = torch.randint(self.size, (batch_size,), generator=generator)
+        return {"inputs": self.inputs[idx], "actions": self.actions[idx], "rewards": self.rewards[idx]}
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {"inputs": self.inputs, "actions": self.actions, "rewards": self.rewards,
+                "pos": torch.tensor(self.pos), "size": torch.tensor(self.size)}
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        for k in ("inputs", "actions", "rewards"):
             getattr(self, k).copy_(state[k])
         self.pos, self.size = int(state["pos"]), int(state["size"])
 

@@ -13,6 +13,7 @@ from animlib.cinemagraph import (
     DRQNStep,
     FrameDiscriminator,
     GeneratorStep,
+    action_metrics,
     apply_motion_kernel,
     best_matching_accuracy,
     cinemagraph_metrics,
@@ -172,6 +173,34 @@ def test_region_motion_known_answers():
         region_motion(loop, torch.ones(1, H, W))
 
 
+def test_action_metrics_known_answers():
+    y = torch.tensor([[0, 0, 1, 1], [2, 2, 2, 2]])  # scene 0 reverses after two steps
+    follows = y.clone()
+    m = action_metrics(follows, y)
+    assert m["per_step_action_accuracy"] == 1 and m["action_change_recall"] == 1 and m["spurious_change_rate"] == 0
+    stuck = torch.tensor([[0, 0, 0, 0], [2, 2, 2, 2]])  # an image classifier: one action per loop
+    m = action_metrics(stuck, y)
+    assert m["per_step_action_accuracy"] == pytest.approx(6 / 8) and m["action_change_recall"] == 0
+    jumpy = torch.tensor([[0, 3, 2, 1], [2, 3, 2, 3]])  # changes all the time, once to a wrong action
+    m = action_metrics(jumpy, y)
+    assert m["action_change_recall"] == 1 and m["action_change_correct"] == 0
+    assert m["spurious_change_rate"] == pytest.approx(5 / 5)
+    assert action_metrics(y[1:], y[1:])["action_change_recall"] != action_metrics(y[1:], y[1:])["action_change_recall"]  # nan
+    with pytest.raises(ValueError, match="both be"):
+        action_metrics(y[:, :3], y)
+
+
+def test_oracle_policy_follows_the_true_steps():
+    torch.manual_seed(0)
+    net = CinemagraphDRQN(_tiny_cfg(num_actions=2))
+    s = make_scenes(3, seed=1, size=16, frames=4, num_classes=2, reverse=1.0)
+    assert bool(s.reverses.all())
+    out = evaluate_policy(net, s.frames, s.label, policy=s.step_label)
+    assert torch.equal(out["actions"], s.step_label)
+    with pytest.raises(ValueError, match="one action per scene and step"):
+        evaluate_policy(net, s.frames, s.label, policy=s.step_label[:, :2])
+
+
 def test_best_matching_accuracy():
     true = torch.tensor([0, 0, 1, 1, 2, 2])
     pred = torch.tensor([2, 2, 0, 0, 1, 0])  # a relabelling with one mistake
@@ -232,14 +261,43 @@ def test_full_profile_one_step(chapter):
         tr = Trainer({"g": G, "d": D}, {"g": torch.optim.Adam(G.parameters()), "d": torch.optim.Adam(D.parameters())},
                      GeneratorStep(adv_weight=st.adv_weight, disc_frames=st.disc_frames),
                      progress=False, device="cpu")
-    else:
+    else:  # chapter 2's scenes (half reversing) and its episode memory, two steps so that one replays
+        from dataclasses import replace as _replace
+
+        batch = Stream(1, _replace(scene, reverse=st.drqn_reverse), seed=0)(0)
         net = CinemagraphDRQN(cfg, num_actions=scene.num_classes)
-        sch = DRQNSchedule(warmup=0, eps_steps=10)
+        assert st.drqn.replay_capacity > 0 and st.drqn.replay_batch > 0
+        sch = _replace(st.drqn, warmup=0, eps_steps=10, replay_batch=1, replay_capacity=4)  # small: a CPU test
         tr = Trainer({"drqn": net}, {"drqn": torch.optim.Adam(net.parameters())},
                      DRQNStep(schedule=sch, target_net=make_target(net)),
                      progress=False, device="cpu")
-    hist = tr.fit(lambda step: batch, 1)
+    hist = tr.fit(lambda step: batch, 1 if chapter == "generator" else 2)
     assert torch.isfinite(torch.tensor(hist[-1]["loss"]))
+    if chapter != "generator":
+        assert "td_replay" in hist[-1] and tr.step_fn.replay.inputs.shape[1:] == batch["frames"].shape[1:]
+
+
+def test_drqn_replays_whole_episodes_and_checkpoints_them(tmp_path):
+    torch.manual_seed(0)
+    scene = dict(size=16, frames=4, num_classes=2, block=4, band=0.5, reverse=0.5)
+    net = CinemagraphDRQN(_tiny_cfg(num_actions=2))
+    sch = DRQNSchedule(warmup=1, eps_steps=2, replay_capacity=6, replay_batch=3)
+    step = DRQNStep(schedule=sch, target_net=make_target(net), generator=torch.Generator().manual_seed(0))
+    stream = SceneStream(4, seed=0, **scene)
+    step(Trainer({"drqn": net}, {"drqn": torch.optim.Adam(net.parameters(), 1e-3)}, lambda *_: {}, progress=False),
+         stream(0))  # makes the memory on the first batch
+    tr = Trainer({"drqn": net}, {"drqn": torch.optim.Adam(net.parameters(), 1e-3)}, step,
+                 extra={"replay": step.replay}, checkpoint_dir=tmp_path, progress=False)
+    hist = tr.fit(stream, 4)
+    assert "td_replay" not in hist[1] and "td_replay" in hist[2]  # replay starts once episodes are stored
+    assert len(step.replay) == 6  # a ring of whole episodes: 3 Q-learning batches of 4, capacity 6
+    ep = step.replay.sample(2)
+    assert ep["inputs"].shape == (2, 4, 3, 16, 16)
+    # the stored first input of each episode is a still of the training stream
+    stills = torch.cat([stream(k)["frames"][:, 0] for k in range(4)])
+    assert all(bool((stills - x.float()).abs().amax((1, 2, 3)).min() < 1e-3) for x in ep["inputs"][:, 0])  # float16
+    saved = torch.load(tmp_path / "last.pt", weights_only=False)
+    torch.testing.assert_close(saved["extra"]["replay"]["inputs"], step.replay.inputs)
 
 
 def test_drqn_lr_schedule_hand_values():
@@ -267,6 +325,7 @@ def test_drqn_step_warmup_then_q_learning_metrics():
     tr = Trainer({"drqn": net}, {"drqn": torch.optim.Adam(net.parameters(), 1e-3)},
                  DRQNStep(schedule=sch, target_net=tgt), progress=False)
     hist = tr.fit(SceneStream(4, seed=0, **scene), 5)
+    assert "td_replay" not in hist[-1]  # no episode memory unless the schedule asks for one
     assert "td" not in hist[1] and "mse" in hist[1]  # warm-up: generator only
     assert "td" in hist[2] and "mse" in hist[2]  # first Q-learning iteration also trains the generator
     assert "td" in hist[3] and "mse" not in hist[3]  # teacher_every=2 skips it every other iteration

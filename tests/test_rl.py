@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from animlib.rl import (
+    EpisodeReplay,
     EpsilonSchedule,
     ReplayBuffer,
     TabularMDP,
@@ -87,6 +88,26 @@ def test_replay_buffer_ring_and_state_dict():
     torch.testing.assert_close(other.states, buf.states)
     with pytest.raises(ValueError, match="empty"):
         ReplayBuffer(2).sample(1)
+
+
+def test_episode_replay_keeps_whole_episodes_in_a_ring():
+    buf = EpisodeReplay(3, steps=4, obs_shape=(1, 2, 2))
+    for k in range(2):  # two batches of two episodes: the first episode is overwritten
+        ids = torch.tensor([2 * k, 2 * k + 1], dtype=torch.float32)
+        inputs = ids[:, None, None, None, None] + torch.arange(4.0)[None, :, None, None, None] / 10  # (2, 4, 1, 2, 2)
+        buf.add(inputs.expand(2, 4, 1, 2, 2), torch.full((2, 4), k), ids[:, None].expand(2, 4))
+    assert len(buf) == 3 and sorted(buf.rewards[:, 0].tolist()) == [1.0, 2.0, 3.0]
+    ep = buf.sample(16, torch.Generator().manual_seed(0))
+    assert ep["inputs"].shape == (16, 4, 1, 2, 2) and ep["actions"].shape == (16, 4)
+    # every sampled episode is intact: its steps in order, its reward matching its inputs
+    torch.testing.assert_close(ep["inputs"][:, :, 0, 0, 0] - ep["rewards"], torch.arange(4.0)[None].expand(16, 4) / 10)
+    other = EpisodeReplay(3, steps=4, obs_shape=(1, 2, 2))
+    other.load_state_dict(buf.state_dict())
+    assert other.pos == buf.pos and torch.equal(other.inputs, buf.inputs)
+    with pytest.raises(ValueError, match="episodes must be"):
+        buf.add(torch.zeros(1, 3, 1, 2, 2), torch.zeros(1, 3), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="empty"):
+        EpisodeReplay(2, 4, (1,)).sample(1)
 
 
 def test_value_iteration_known_answer():

@@ -12,6 +12,7 @@ from animlib.data.scenes import (
     SceneStream,
     make_scenes,
     motion_mask_from_clip,
+    opposite_class,
     real_textures,
 )
 
@@ -80,6 +81,31 @@ def test_class_is_visible_in_the_still(background):
     cent = torch.stack([f[s.label == c].mean(0) for c in range(4)])
     pred = torch.cdist(f, cent).argmin(1)
     assert (pred == s.label).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("background", ["noise", "texture"])
+def test_reversing_scenes_move_by_their_step_labels_and_loop(background):
+    s = make_scenes(16, seed=3, reverse=0.5, background=background)
+    T = s.frames.shape[1]
+    assert 0 < int(s.reverses.sum()) < 16
+    assert torch.equal(s.step_label[:, 0], s.label)
+    for k in range(16):
+        m = s.mask[k, 0].bool()
+        inner = m.clone()
+        inner[:, :3] = inner[:, -3:] = inner[:3, :] = inner[-3:, :] = False
+        for t in range(T):  # step t takes frame t to frame t + 1 (the last one back to frame 0)
+            d = DIRECTIONS[int(s.step_label[k, t]) % 4]
+            moved = torch.roll(s.frames[k, t], shifts=(d[1], d[0]), dims=(1, 2))
+            torch.testing.assert_close(s.frames[k, (t + 1) % T][:, inner], moved[:, inner], atol=1e-5, rtol=0)
+        if s.reverses[k]:  # the second half runs the other way
+            assert torch.equal(s.step_label[k, T // 2 :], opposite_class(s.label[k : k + 1]).expand(T // 2))
+    # a reversing scene has its own hue, so the still tells it apart from the one-way scene of its class
+    band_colour = lambda i: s.still[i][:, s.mask[i, 0].bool()].mean(1)  # noqa: E731
+    rev, one = int(s.reverses.nonzero()[0]), int((~s.reverses).nonzero()[0])
+    assert not torch.allclose(band_colour(rev), band_colour(one), atol=0.05)
+    assert torch.equal(make_scenes(4, seed=3).step_label, make_scenes(4, seed=3).label[:, None].expand(4, T))
+    with pytest.raises(ValueError, match="even"):
+        make_scenes(2, frames=5, period=5, reverse=0.5)
 
 
 def test_texture_backgrounds_are_the_real_photographs():

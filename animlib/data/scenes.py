@@ -42,6 +42,7 @@ __all__ = [
     "make_scenes",
     "SceneStream",
     "class_colors",
+    "opposite_class",
     "motion_mask_from_clip",
 ]
 
@@ -65,6 +66,7 @@ class SceneConfig:
     block: int = 4  # background noise block size in pixels (texture scale)
     extras: Tuple[str, ...] = ()  # extra moving regions: any of "flame", "branch"
     background: str = "noise"  # "noise" (blocky colour noise) or "texture" (crops of real photographed textures)
+    reverse: float = 0.0  # share of scenes whose water reverses direction halfway through the loop
 
     def validate(self) -> SceneConfig:
         if not isinstance(self.size, int) or self.size < 16:
@@ -84,6 +86,10 @@ class SceneConfig:
             raise ValueError(f"band must be a fraction in [0.1, 0.8], got {self.band!r}")
         if self.size % self.block:
             raise ValueError(f"block={self.block} must divide size={self.size}")
+        if not 0.0 <= self.reverse <= 1.0:
+            raise ValueError(f"reverse must be a share in [0, 1], got {self.reverse!r}")
+        if self.reverse > 0 and self.frames % 2:
+            raise ValueError(f"reversing scenes turn at frames/2: frames must be even, got {self.frames}")
         if self.background not in _BACKGROUNDS:
             raise ValueError(f"background must be one of {_BACKGROUNDS}, got {self.background!r}")
         bad = [e for e in self.extras if e not in _EXTRAS]
@@ -105,8 +111,11 @@ class Scenes:
     """A batch of scenes with their ground truth.
 
     Attributes: ``frames`` ``(N, T, 3, H, W)`` in [0, 1] (frame 0 is the still image), ``mask``
-    ``(N, 1, H, W)`` (1 where anything moves), ``label`` ``(N,)`` motion class of the water band,
-    ``velocity`` ``(N, 2)`` its (dx, dy) in pixels per frame, ``config``.
+    ``(N, 1, H, W)`` (1 where anything moves), ``label`` ``(N,)`` motion class of the water band
+    at the start, ``velocity`` ``(N, 2)`` its (dx, dy) in pixels per frame at the start, ``config``,
+    and ``step_label`` ``(N, T)``: the motion class of each step ``t`` (frame ``t`` to ``t + 1``;
+    the last step leads back to frame 0). It equals ``label`` at every step, except in reversing
+    scenes (``config.reverse``), whose second half moves the opposite way.
     """
 
     frames: torch.Tensor
@@ -114,6 +123,16 @@ class Scenes:
     label: torch.Tensor
     velocity: torch.Tensor
     config: SceneConfig = field(default_factory=SceneConfig)
+    step_label: Optional[torch.Tensor] = None
+
+    def __post_init__(self):
+        if self.step_label is None:
+            self.step_label = self.label[:, None].expand(-1, self.frames.shape[1]).clone()
+
+    @property
+    def reverses(self) -> torch.Tensor:
+        """``(N,)`` bool: whether the scene's motion changes during the loop."""
+        return (self.step_label != self.step_label[:, :1]).any(1)
 
     @property
     def still(self) -> torch.Tensor:
@@ -126,14 +145,16 @@ class Scenes:
     def __getitem__(self, idx) -> Scenes:
         if isinstance(idx, int):
             idx = slice(idx, idx + 1)
-        return Scenes(self.frames[idx], self.mask[idx], self.label[idx], self.velocity[idx], self.config)
+        return Scenes(self.frames[idx], self.mask[idx], self.label[idx], self.velocity[idx], self.config,
+                      self.step_label[idx])
 
     def to(self, device) -> Scenes:
         return Scenes(self.frames.to(device), self.mask.to(device), self.label.to(device),
-                      self.velocity.to(device), self.config)
+                      self.velocity.to(device), self.config, self.step_label.to(device))
 
     def as_dict(self) -> Dict[str, torch.Tensor]:
-        return {"frames": self.frames, "mask": self.mask, "label": self.label, "velocity": self.velocity}
+        return {"frames": self.frames, "mask": self.mask, "label": self.label, "velocity": self.velocity,
+                "step_label": self.step_label}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -214,10 +235,21 @@ def _texture_background(g: torch.Generator, n: int, size: int, device=None) -> t
     return img.to(device)
 
 
-def _water(cfg: SceneConfig, g: torch.Generator, n: int, labels: torch.Tensor, device=None):
+def opposite_class(labels: torch.Tensor) -> torch.Tensor:
+    """The class of the same speed in the opposite direction (→ and ←, ↓ and ↑ swap)."""
+    return labels - labels % 4 + (labels % 4) ^ 1
+
+
+def _water(cfg: SceneConfig, g: torch.Generator, n: int, labels: torch.Tensor, device=None,
+           reverses: Optional[torch.Tensor] = None):
     """Stripe frames, band masks and velocities for the water band of each scene."""
     S, T, P = cfg.size, cfg.frames, cfg.period_px
-    colors = class_colors(cfg.num_classes)[labels].to(device)  # (N, 3)
+    if reverses is None:
+        reverses = torch.zeros(n, dtype=torch.bool)
+    if cfg.reverse > 0:  # reversing scenes get hues of their own, so the still tells them apart
+        colors = class_colors(2 * cfg.num_classes)[labels + cfg.num_classes * reverses.long()].to(device)
+    else:
+        colors = class_colors(cfg.num_classes)[labels].to(device)  # (N, 3)
     direction = labels % 4
     speed = 1 + labels // 4
     dirs = torch.tensor([[d[0], d[1]] for d in DIRECTIONS], dtype=torch.float32)
@@ -229,8 +261,12 @@ def _water(cfg: SceneConfig, g: torch.Generator, n: int, labels: torch.Tensor, d
     t = torch.arange(T, dtype=torch.float32, device=device)
     horizontal = velocity[:, 0] != 0  # flow along x: stripes vary along x, band spans rows
     v = torch.where(horizontal, velocity[:, 0], velocity[:, 1])  # (N,)
-    # s(u, t) = 1/2 + 1/2 cos(2π (u - v t + phase) / P): a travelling wave along the flow axis u.
-    arg = coord[None, None, :] - v[:, None, None] * t[None, :, None] + phase[:, None, None]  # (N, T, S)
+    # distance travelled by frame t: v·t, or for a reversing scene v·t up to T/2 and v·(T - t) after,
+    # so that it is back at 0 after T frames and the loop closes at any period
+    travel = torch.where(reverses.to(device)[:, None], torch.minimum(t, T - t)[None], t[None])  # (N, T)
+    shift = v[:, None] * travel  # (N, T) pixels
+    # s(u, t) = 1/2 + 1/2 cos(2π (u - shift(t) + phase) / P): a travelling wave along the flow axis u.
+    arg = coord[None, None, :] - shift[:, :, None] + phase[:, None, None]  # (N, T, S)
     wave = 0.5 + 0.5 * torch.cos(2 * math.pi * arg / P)  # (N, T, S)
     inband = ((coord[None] >= start[:, None]) & (coord[None] < (start + width)[:, None])).float()  # (N, S)
     # Broadcast to images: horizontal flow -> wave along W, band along H; vertical the other way.
@@ -243,7 +279,7 @@ def _water(cfg: SceneConfig, g: torch.Generator, n: int, labels: torch.Tensor, d
     stripes = colors[:, None, :, None, None] * (0.3 + 0.7 * w_img[:, :, None])  # (N, T, 3, H, W)
     if cfg.background == "texture":  # grain from a real texture that travels with the wave (period P: loops)
         strip = _texture_strips(g, n, S, P)  # (N, S across, P along)
-        along = (coord.long()[None, None, :] - (v[:, None, None] * t[None, :, None]).round().long()
+        along = (coord.long()[None, None, :] - shift[:, :, None].round().long()
                  + phase.round().long()[:, None, None]) % P  # (N, T, S)
         grain = torch.gather(strip[:, None].expand(n, T, S, P), 3,
                              along[:, :, None, :].expand(n, T, S, S).to(strip.device))  # (N, T, across, along)
@@ -326,17 +362,22 @@ def make_scenes(
         if lab.shape != (n,) or lab.min() < 0 or lab.max() >= cfg.num_classes:
             raise ValueError(f"labels must be {n} ints in [0, {cfg.num_classes}), got {labels!r}")
     dev = torch.device(device) if device is not None else torch.device("cpu")
+    reverses = torch.zeros(n, dtype=torch.bool)
+    if cfg.reverse > 0:
+        reverses = torch.rand(n, generator=g) < cfg.reverse
+    half = torch.arange(cfg.frames) >= cfg.frames // 2
+    step_label = torch.where(reverses[:, None] & half[None], opposite_class(lab)[:, None], lab[:, None])  # (N, T)
     if cfg.background == "texture":
         bg = _texture_background(g, n, cfg.size, dev)  # (N, 3, H, W)
     else:
         bg = _background(g, n, cfg.size, cfg.block, dev)
-    stripes, mask, velocity = _water(cfg, g, n, lab, dev)
+    stripes, mask, velocity = _water(cfg, g, n, lab, dev, reverses)
     frames = torch.where(mask[:, None].bool(), stripes, bg[:, None])  # (N, T, 3, H, W)
     for extra in cfg.extras:
         img, alpha, m = (_flame if extra == "flame" else _branch)(cfg, g, n, dev)
         frames = frames * (1 - alpha) + img * alpha
         mask = torch.maximum(mask, m)
-    return Scenes(frames.clamp_(0, 1), mask, lab.to(dev), velocity, cfg)
+    return Scenes(frames.clamp_(0, 1), mask, lab.to(dev), velocity, cfg, step_label.to(dev))
 
 
 class SceneStream:
