@@ -24,7 +24,8 @@ Shared pieces:
 Method modules, one family each: :mod:`animlib.nextframe` (chapter 0), :mod:`animlib.convlstm`,
 :mod:`animlib.cinemagraph` and :mod:`animlib.rl` (Part I), :mod:`animlib.style`,
 :mod:`animlib.fast_style` and :mod:`animlib.depth` (Part II), :mod:`animlib.vae` and
-:mod:`animlib.vaegan` (Part III, scored by :mod:`animlib.face_regressor`), :mod:`animlib.video_ae` (Part IV),
+:mod:`animlib.vaegan` (Part III, scored by :mod:`animlib.face_regressor`), :mod:`animlib.video_ae` (Part IV,
+judged by :mod:`animlib.action_classifier`),
 :mod:`animlib.reenact` (Part V).
 """
 
@@ -35,7 +36,7 @@ __version__ = "0.1.0"
 
 #: Modules loaded on first attribute access (``animlib.style``), so ``import animlib`` stays light.
 SUBMODULES = (
-    "backbones", "cinemagraph", "convlstm", "data", "depth", "engine", "exercises", "face_regressor",
+    "action_classifier", "backbones", "cinemagraph", "convlstm", "data", "depth", "engine", "exercises", "face_regressor",
     "fast_style", "files", "gan", "metrics", "nextframe", "reenact", "rl", "runtime", "style", "vae", "vaegan",
     "video_ae", "viz",
 )

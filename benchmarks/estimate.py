@@ -243,9 +243,18 @@ def runs() -> List[Run]:
         return lambda k: VA.train_autoencoder(VA.build_autoencoder(kind, m), lambda s: clips(), k, device="cpu",
                                               progress=False)
 
-    out.append(Run("7", "frame codec pre-training", vas.pretrain_steps, vas.batch, ae_run("per_frame")))
+    out.append(Run("7", "frame codec pre-training", vas.pretrain_steps, vas.pretrain_batch, ae_run("per_frame")))
     for kind in ("gru", "per_frame", "clip_latent"):
         out.append(Run("7", f"{kind} autoencoder", vas.steps, vas.batch, ae_run(kind)))
+
+    def judge_run(k):
+        from animlib.action_classifier import train_action_classifier
+
+        return train_action_classifier(clips(), torch.arange(b) % 10, k, n_classes=10, batch_size=b,
+                                       width=vas.classifier_width, device="cpu", progress=False)
+
+    out.append(Run("7", "action classifier (judges the reconstructions)", vas.classifier_steps, vas.classifier_batch,
+                   judge_run))
 
     # chapter 8: meta-learning (landmark driver, driver-image ablation), the warp, the VAE, the regressor, few-shot
     rs = RE.ReenactSettings.full()

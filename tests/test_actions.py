@@ -181,3 +181,30 @@ def test_weizmann_benchmark_on_a_fake_prepared_folder(tmp_path):
     assert -1.0 <= float(train.min()) and float(train.max()) <= 1.0
     assert len(test["unseen_action"]) == 4  # daria_jack: 20 frames, windows of 8 every 4 -> starts 0, 4, 8, 12
     assert test["backwards"].shape == test["normal"].shape
+
+
+def test_weizmann_labels_come_from_the_clip_names(tmp_path):
+    import imageio.v3 as iio
+
+    from animlib.data.actions import ACTIONS, weizmann_action, weizmann_benchmark
+    from animlib.data.download import PREPARED_MARKER
+
+    assert weizmann_action("lena_walk2") == ACTIONS.index("walk")
+    assert weizmann_action("clips/daria_wave1") == ACTIONS.index("wave1")
+    assert weizmann_action("denis_pjump") == ACTIONS.index("pjump")
+    with pytest.raises(ValueError, match="no Weizmann action"):
+        weizmann_action("someone_dances")
+    rng = np.random.default_rng(0)
+    names = ["daria_walk", "daria_jack", "denis_run", "eli_bend", "ido_wave1", "lena_skip", "moshe_side", "lena_walk2"]
+    for name in names:
+        d = tmp_path / name
+        d.mkdir()
+        for t in range(12):
+            iio.imwrite(d / f"{t:05d}.png", rng.integers(0, 255, (40, 40), dtype=np.uint8))
+    (tmp_path / PREPARED_MARKER).write_text("ok")
+    train, val, test, flags, labels = weizmann_benchmark(tmp_path, frames=8, size=32, seed=0, with_labels=True)
+    assert len(labels["train"]) == len(train) and len(labels["val"]) == len(val)
+    assert len(labels["normal"]) == len(test["normal"])
+    assert ACTIONS.index("jack") not in set(labels["train"].tolist())  # the unseen action is never trained on
+    plain = weizmann_benchmark(tmp_path, frames=8, size=32, seed=0)
+    assert len(plain) == 4 and torch.equal(plain[0], train)

@@ -57,6 +57,7 @@ __all__ = [
     "make_anomaly_benchmark",
     "inject_anomaly",
     "weizmann_benchmark",
+    "weizmann_action",
     "to_model_range",
 ]
 
@@ -622,6 +623,7 @@ def weizmann_benchmark(
     unseen_action: str = "jack",
     held_out_share: float = 0.2,
     value_range: Sequence[float] = (-1.0, 1.0),
+    with_labels: bool = False,
 ):
     """Train / validation / anomaly-test split of the real Weizmann windows (the full profile).
 
@@ -629,7 +631,10 @@ def weizmann_benchmark(
     anomalies. Of the other clips, a seeded ``held_out_share`` is the normal test set and as many again
     the validation set. The test set's clips are turned into the other anomaly kinds with
     :func:`inject_anomaly`. Returns ``(train, val, test, flags)``: two tensors ``(N, T, 1, H, W)`` and
-    two dicts by kind (``"normal"`` and the anomaly kinds) of clips and per-frame ground truth.
+    two dicts by kind (``"normal"`` and the anomaly kinds) of clips and per-frame ground truth. With
+    ``with_labels=True`` a fifth item follows: the action labels (indices into :data:`ACTIONS`, read
+    from the clip names by :func:`weizmann_action`) of ``"train"``, ``"val"`` and ``"normal"``, each
+    ``(N,)`` int64.
     """
     ds = weizmann_dataset(root, frames, size, value_range=value_range)
     names = sorted({ds.clip_name(i) for i in range(len(ds))})
@@ -640,10 +645,12 @@ def weizmann_benchmark(
     test_names = {rest[i] for i in perm[:n_out]}
     val_names = {rest[i] for i in perm[n_out:2 * n_out]}
     parts: Dict[str, list] = {"train": [], "val": [], "test": [], "unseen": []}
+    part_labels: Dict[str, list] = {k: [] for k in parts}
     for i in range(len(ds)):
         n = ds.clip_name(i)
         part = "unseen" if n in unseen else "test" if n in test_names else "val" if n in val_names else "train"
         parts[part].append(ds[i])
+        part_labels[part].append(weizmann_action(n) if with_labels else -1)
     if not parts["train"] or not parts["test"]:
         raise ValueError(f"too few Weizmann clips under {root} to split into train and test ({len(names)} clips)")
     stack = {k: torch.stack(v) if v else None for k, v in parts.items()}
@@ -655,4 +662,27 @@ def weizmann_benchmark(
     for j, kind in enumerate(("backwards", "teleport", "object")):
         test[kind], flags[kind] = inject_anomaly(stack["test"], kind, seed=seed + 17 + j, value_range=value_range)
     val = stack["val"] if stack["val"] is not None else stack["train"][: max(1, len(stack["train"]) // 10)]
-    return stack["train"], val, test, flags
+    if not with_labels:
+        return stack["train"], val, test, flags
+    lab = {k: torch.tensor(v, dtype=torch.long) for k, v in part_labels.items()}
+    n_val = len(val)
+    labels = {"train": lab["train"], "val": lab["val"] if stack["val"] is not None else lab["train"][:n_val],
+              "normal": lab["test"]}
+    return stack["train"], val, test, flags, labels
+
+
+def weizmann_action(clip_name: str) -> int:
+    """The action label (index into :data:`ACTIONS`) of a Weizmann clip from its name.
+
+    Names are ``<person>_<action>[n]`` (e.g. ``"lena_walk2"``, ``"daria_wave1"``), possibly under a
+    folder; a trailing repeat number is dropped unless the action itself ends in a digit
+    (``wave1``, ``wave2``). Raises ``ValueError`` for a name without a known action.
+    """
+    stem = str(clip_name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    _, _, rest = stem.partition("_")
+    rest = (rest or stem).lower()
+    for cand in (rest, rest.rstrip("0123456789")):
+        if cand in ACTIONS:
+            return ACTIONS.index(cand)
+    raise ValueError(f"no Weizmann action in the clip name {clip_name!r}; expected <person>_<action>[n] with an "
+                     f"action from {ACTIONS}")
