@@ -512,7 +512,11 @@ class DRQNStep:
     ``y_t = r_t + γ Q_target(s_{t+1}, argmax_a Q(s_{t+1}, a))`` (0 after the last step), where the
     target network unrolls over the same generated frames; Huber loss on ``Q(s_t, a_t) - y_t``.
     The generator MSE and the TD loss are summed and optimised together (the Q-loss gradient into
-    the shared trunk is scaled by the model's ``q_grad_scale``).
+    the shared trunk is scaled by the model's ``q_grad_scale``). With an episode memory
+    (``schedule.replay_capacity`` and ``replay_batch``) the rollout only acts: its episodes are
+    stored, and the TD loss comes from ``replay_batch`` stored whole episodes (the fresh ones among
+    them), each unrolled from its first frame with the current weights: Hausknecht & Stone's
+    bootstrapped sequential updates.
     """
 
     schedule: DRQNSchedule  # warm-up, γ, rewards, ε decay, loss weights
@@ -558,7 +562,9 @@ class DRQNStep:
         if it >= schedule.warmup:
             k = it - schedule.warmup
             eps = schedule.eps_end + (schedule.eps_start - schedule.eps_end) * max(0.0, 1 - k / schedule.eps_steps)
-            with trainer.autocast():
+            replaying = self.replay is not None and schedule.replay_batch > 0
+            # with an episode memory the fresh rollout only acts (no graph); the update comes from replay
+            with trainer.autocast(), torch.set_grad_enabled(torch.is_grad_enabled() and not replaying):
                 ro = net.rollout(frames[:, 0], n, policy="epsilon", epsilon=eps, generator=generator,
                                  decoder_grad=False)  # the TD loss trains the Q-head and the trunk only
             gen = ro["frames"].detach().float()  # (B, n, C, H, W)
@@ -570,23 +576,26 @@ class DRQNStep:
                     rewards = rewards + schedule.realism_weight * F.logsigmoid(logits)
                 # States s_{t+1} are reached by feeding ŷ_{t+1}; input sequence x, ŷ_1..ŷ_{n-1}.
                 inputs = torch.cat([frames[:, :1], gen[:, :-1]], dim=1)
-                y = self._td_targets(inputs, rewards, ro["q"].detach().float(), trainer)
-            q_sa = ro["q"].float().gather(2, ro["actions"][..., None].long()).squeeze(2)  # (B, n)
-            td = F.smooth_l1_loss(q_sa, y)
-            if self.replay is not None and schedule.replay_batch > 0 and len(self.replay) > 0:
-                # bootstrapped sequential updates: whole stored episodes, unrolled from their first frame
+            if replaying:
+                # bootstrapped sequential updates: store the fresh episodes, then learn from stored
+                # whole episodes (fresh and older), each unrolled from its first frame with current weights
+                self.replay.add(inputs, ro["actions"], rewards)
                 ep = self.replay.sample(schedule.replay_batch, generator)
                 ep_in = ep["inputs"].to(frames.device, frames.dtype)
                 ep_r, ep_a = ep["rewards"].to(frames.device), ep["actions"].to(frames.device)
                 with trainer.autocast():
                     q_rep = net.q_sequence(ep_in).float()  # (b, n, N)
                 with torch.no_grad():
-                    y_rep = self._td_targets(ep_in, ep_r, q_rep.detach(), trainer)
-                td_replay = F.smooth_l1_loss(q_rep.gather(2, ep_a[..., None]).squeeze(2), y_rep)
-                metrics["td_replay"] = td_replay.detach()
-                td = 0.5 * (td + td_replay)
-            if self.replay is not None:
-                self.replay.add(inputs, ro["actions"], rewards)
+                    y = self._td_targets(ep_in, ep_r, q_rep.detach(), trainer)
+                q_sa = q_rep.gather(2, ep_a[..., None]).squeeze(2)  # (b, n)
+                metrics["replayed"] = len(self.replay)
+            else:  # on-policy: the fresh rollout's own transitions
+                with torch.no_grad():
+                    y = self._td_targets(inputs, rewards, ro["q"].detach().float(), trainer)
+                q_sa = ro["q"].float().gather(2, ro["actions"][..., None].long()).squeeze(2)  # (B, n)
+                if self.replay is not None:
+                    self.replay.add(inputs, ro["actions"], rewards)
+            td = F.smooth_l1_loss(q_sa, y)
             loss = loss + schedule.q_weight * td
             # tensors: the trainer reads them on the host when it syncs (not every step on a GPU)
             metrics.update(td=td.detach(), reward=rewards.mean(), epsilon=eps, q_mean=q_sa.detach().mean(),

@@ -274,7 +274,7 @@ def test_full_profile_one_step(chapter):
     hist = tr.fit(lambda step: batch, 1 if chapter == "generator" else 2)
     assert torch.isfinite(torch.tensor(hist[-1]["loss"]))
     if chapter != "generator":
-        assert "td_replay" in hist[-1] and tr.step_fn.replay.inputs.shape[1:] == batch["frames"].shape[1:]
+        assert hist[-1]["replayed"] == 2 and tr.step_fn.replay.inputs.shape[1:] == batch["frames"].shape[1:]
 
 
 def test_drqn_replays_whole_episodes_and_checkpoints_them(tmp_path):
@@ -289,7 +289,7 @@ def test_drqn_replays_whole_episodes_and_checkpoints_them(tmp_path):
     tr = Trainer({"drqn": net}, {"drqn": torch.optim.Adam(net.parameters(), 1e-3)}, step,
                  extra={"replay": step.replay}, checkpoint_dir=tmp_path, progress=False)
     hist = tr.fit(stream, 4)
-    assert "td_replay" not in hist[1] and "td_replay" in hist[2]  # replay starts once episodes are stored
+    assert "td" not in hist[0] and all(h["replayed"] > 0 for h in hist[1:])  # the update comes from replay
     assert len(step.replay) == 6  # a ring of whole episodes: 3 Q-learning batches of 4, capacity 6
     ep = step.replay.sample(2)
     assert ep["inputs"].shape == (2, 4, 3, 16, 16)
@@ -325,7 +325,7 @@ def test_drqn_step_warmup_then_q_learning_metrics():
     tr = Trainer({"drqn": net}, {"drqn": torch.optim.Adam(net.parameters(), 1e-3)},
                  DRQNStep(schedule=sch, target_net=tgt), progress=False)
     hist = tr.fit(SceneStream(4, seed=0, **scene), 5)
-    assert "td_replay" not in hist[-1]  # no episode memory unless the schedule asks for one
+    assert "replayed" not in hist[-1]  # no episode memory unless the schedule asks for one
     assert "td" not in hist[1] and "mse" in hist[1]  # warm-up: generator only
     assert "td" in hist[2] and "mse" in hist[2]  # first Q-learning iteration also trains the generator
     assert "td" in hist[3] and "mse" not in hist[3]  # teacher_every=2 skips it every other iteration
