@@ -155,8 +155,11 @@ def runs() -> List[Run]:
 
     out.append(Run("2", f"DRQN ({len(cs.drqn_seeds)} seeds)", cs.drqn_steps * len(cs.drqn_seeds), cs.batch,
                    _trainer_run(drqn_models,
-                                lambda: C.DRQNStep(schedule=cs.drqn, target_net=holder["target"],
-                                                   generator=torch.Generator().manual_seed(0)),
+                                # the replayed episodes scale with the batch like everything else (and a
+                                # small memory: its size costs no FLOPs)
+                                lambda: C.DRQNStep(schedule=replace(cs.drqn, replay_capacity=min(cs.drqn.replay_capacity, 64),
+                                                                    replay_batch=max(1, round(cs.drqn.replay_batch * b / cs.batch))),
+                                                   target_net=holder["target"], generator=torch.Generator().manual_seed(0)),
                                 lambda: stream(0), warm_steps=cs.drqn.warmup),
                    note="counted after the warm-up (with Q-learning); " + _ON_DEVICE))
     sch = cs.drqn
