@@ -160,20 +160,26 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
         weizmann_dataset(tmp_path / "nothing_here")
 
 
-def test_weizmann_benchmark_on_a_fake_prepared_folder(tmp_path):
+def _fake_weizmann(root, names, frames):
+    """A prepared Weizmann folder of random 40×40 gray frames, one clip folder per name."""
     import imageio.v3 as iio
 
-    from animlib.data.actions import weizmann_benchmark
     from animlib.data.download import PREPARED_MARKER
 
     rng = np.random.default_rng(0)
-    names = ["daria_walk", "daria_jack", "denis_run", "eli_bend", "ido_wave1", "lena_skip", "moshe_side"]
     for name in names:
-        d = tmp_path / name
+        d = root / name
         d.mkdir()
-        for t in range(20):
+        for t in range(frames):
             iio.imwrite(d / f"{t:05d}.png", rng.integers(0, 255, (40, 40), dtype=np.uint8))
-    (tmp_path / PREPARED_MARKER).write_text("ok")
+    (root / PREPARED_MARKER).write_text("ok")
+
+
+def test_weizmann_benchmark_on_a_fake_prepared_folder(tmp_path):
+    from animlib.data.actions import weizmann_benchmark
+
+    _fake_weizmann(tmp_path, ["daria_walk", "daria_jack", "denis_run", "eli_bend", "ido_wave1", "lena_skip",
+                              "moshe_side"], frames=20)
     train, val, test, flags = weizmann_benchmark(tmp_path, frames=8, size=32, seed=0)
     assert train.shape[1:] == (8, 1, 32, 32) and val.shape[1:] == (8, 1, 32, 32)
     assert set(test) == {"normal", "unseen_action", "backwards", "teleport", "object"}
@@ -184,24 +190,15 @@ def test_weizmann_benchmark_on_a_fake_prepared_folder(tmp_path):
 
 
 def test_weizmann_labels_come_from_the_clip_names(tmp_path):
-    import imageio.v3 as iio
-
     from animlib.data.actions import ACTIONS, weizmann_action, weizmann_benchmark
-    from animlib.data.download import PREPARED_MARKER
 
     assert weizmann_action("lena_walk2") == ACTIONS.index("walk")
     assert weizmann_action("clips/daria_wave1") == ACTIONS.index("wave1")
     assert weizmann_action("denis_pjump") == ACTIONS.index("pjump")
     with pytest.raises(ValueError, match="no Weizmann action"):
         weizmann_action("someone_dances")
-    rng = np.random.default_rng(0)
     names = ["daria_walk", "daria_jack", "denis_run", "eli_bend", "ido_wave1", "lena_skip", "moshe_side", "lena_walk2"]
-    for name in names:
-        d = tmp_path / name
-        d.mkdir()
-        for t in range(12):
-            iio.imwrite(d / f"{t:05d}.png", rng.integers(0, 255, (40, 40), dtype=np.uint8))
-    (tmp_path / PREPARED_MARKER).write_text("ok")
+    _fake_weizmann(tmp_path, names, frames=12)
     train, val, test, flags, labels = weizmann_benchmark(tmp_path, frames=8, size=32, seed=0, with_labels=True)
     assert len(labels["train"]) == len(train) and len(labels["val"]) == len(val)
     assert len(labels["normal"]) == len(test["normal"])
