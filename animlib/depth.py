@@ -675,7 +675,7 @@ class DepthSettings(ProfileSettings):
 
     @classmethod
     def quick(cls) -> DepthSettings:
-        return cls(size=64, n_train=384, n_test=64, width=0.25, batch=16, pre_steps=200, ft_steps=30, judge_steps=50,
+        return cls(size=64, n_train=384, n_test=64, width=0.25, batch=16, pre_steps=200, ft_steps=100, judge_steps=50,
                    style_size=96, style_steps=40)
 
     @classmethod

@@ -343,6 +343,9 @@ class ChapterRun:
             pretrained_weights_sha256=dict(self.weights),
             **precision_provenance(),
         )
+        from .engine import amp_label  # engine imports this module
+
+        record["precision"] = amp_label("auto", self.device)  # what every chapter's amp="auto" trains in
         self.out_dir.mkdir(parents=True, exist_ok=True)
         target = self.out_dir / "metrics.json"
         atomic_write_text(target, json.dumps(record, indent=2, sort_keys=False))

@@ -182,6 +182,7 @@ class VAEGANSettings(ProfileSettings):
     n_clips: int  # driving clips for latent-difference video
     frames: int  # frames per driving clip
     toy_steps: int  # steps of the 2-D toy GAN
+    reg_steps: int  # steps of the face-parameter regressor that scores the real-face videos
 
     def train_steps(self, batches_per_epoch: int) -> int:
         """``steps``, or ``epochs`` × the loader's length when ``steps`` is None."""
@@ -190,9 +191,11 @@ class VAEGANSettings(ProfileSettings):
     @classmethod
     def quick(cls) -> VAEGANSettings:
         return cls(size=32, latent=64, width=32, n_train=16_000, n_test=300, batch=48, steps=560, epochs=None, lr=2e-3,
-                   beta=0.1, warmup=240, adv=20.0, d_lr=2e-4, n_clips=24, frames=16, toy_steps=1_600)
+                   beta=0.1, warmup=240, adv=20.0, d_lr=2e-4, n_clips=24, frames=16, toy_steps=1_600,
+                   reg_steps=450)
 
     @classmethod
     def full(cls) -> VAEGANSettings:
         return cls(size=64, latent=200, width=32, n_train=100_000, n_test=2_000, batch=128, steps=None, epochs=30,
-                   lr=1e-3, beta=0.1, warmup=3_000, adv=80.0, d_lr=2e-4, n_clips=100, frames=24, toy_steps=5_000)
+                   lr=1e-3, beta=0.1, warmup=3_000, adv=80.0, d_lr=2e-4, n_clips=100, frames=24, toy_steps=5_000,
+                   reg_steps=5_000)

@@ -182,7 +182,7 @@ def runs() -> List[Run]:
     out.append(Run("3", "texture synthesis (two textures)", ss.tex_steps, 2,
                    lambda k: S.synthesize_texture(torch.rand(2, 3, th, tw), ss.tex_size, steps=k,
                                                   input_pool=ss.input_pool, **common)))
-    hh, hw = h // 2, w // 2
+    hh, hw = ss.small_size
     out.append(Run("3", "optimiser comparison (L-BFGS, then Adam)", 2 * ss.cmp_steps, 1,
                    lambda k: S.stylize(torch.rand(1, 3, hh, hw), torch.rand(1, 3, hh, hw), steps=k,
                                        input_pool=ss.input_pool, **common),
@@ -234,6 +234,9 @@ def runs() -> List[Run]:
                                          "d": VG.VAEGANDiscriminator(VG.VAEGANDiscriminatorConfig(image_size=gs.size))},
                                 lambda: VG.VAEGANStep(VG.VAEGANWeights(kl=gs.beta, adv=gs.adv)),
                                 lambda: torch.rand(b, 3, gs.size, gs.size))))
+    out.append(Run("6", "face-parameter regressor (real-face videos)", gs.reg_steps, 64,
+                   lambda k: train_face_regressor(gs.size, steps=k, batch_size=b, device="cpu", progress=False),
+                   data=lambda: SyntheticFaces(64, gs.size, seed=1), note="renders a new batch on the host every step"))
 
     # chapter 7: the shared frame codec, then the three autoencoders
     vas = VA.VideoAESettings.full()
