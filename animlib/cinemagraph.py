@@ -807,8 +807,8 @@ class CinemagraphSettings(ProfileSettings):
     def quick(cls) -> CinemagraphSettings:
         return cls(scene=SceneConfig(size=32, frames=8, num_classes=4, background="texture"), model=CinemagraphConfig(),
                    batch=16, lr=5e-3, gen_steps=300, adv_weight=1e-3, disc_frames=2,
-                   drqn=DRQNSchedule(warmup=120, eps_steps=200, eps_end=0.1, teacher_every=3,
-                                     replay_capacity=512, replay_batch=16), drqn_steps=420,
+                   drqn=DRQNSchedule(warmup=120, eps_steps=400, eps_end=0.1, teacher_every=3,
+                                     replay_capacity=512, replay_batch=16), drqn_steps=800,
                    drqn_seeds=[0], held_out=256, amp="auto", drqn_reverse=0.5)
 
     @classmethod

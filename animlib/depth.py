@@ -669,16 +669,17 @@ class DepthSettings(ProfileSettings):
     batch: int  # images per step
     pre_steps: int  # pre-training steps on rooms
     ft_steps: int  # fine-tuning steps on streets
+    ft_lr: float  # constant Adam learning rate of the fine-tuning
     judge_steps: int  # steps of the independent depth judge
     style_size: Union[int, Tuple[int, int]]  # depth-aware style transfer images
     style_steps: int  # style transfer steps
 
     @classmethod
     def quick(cls) -> DepthSettings:
-        return cls(size=64, n_train=384, n_test=64, width=0.25, batch=16, pre_steps=200, ft_steps=100, judge_steps=50,
-                   style_size=96, style_steps=40)
+        return cls(size=64, n_train=384, n_test=64, width=0.25, batch=16, pre_steps=200, ft_steps=100, ft_lr=3e-5,
+                   judge_steps=50, style_size=96, style_steps=40)
 
     @classmethod
     def full(cls) -> DepthSettings:
         return cls(size=(224, 288), n_train=2000, n_test=500, width=1.0, batch=8, pre_steps=20000, ft_steps=4000,
-                   judge_steps=20000, style_size=(512, 640), style_steps=500)
+                   ft_lr=1e-4, judge_steps=20000, style_size=(512, 640), style_steps=500)
