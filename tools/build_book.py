@@ -11,6 +11,7 @@ the download button offers the notebook with its outputs). Jupyter Book 1 then b
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import shutil
 import subprocess
@@ -43,14 +44,52 @@ def dedupe_thebe_config(html_root: Path) -> int:
     return fixed
 
 
+COLAB_URL = "https://colab.research.google.com"
+
+
+def staging_config(config: dict, repo_url: str | None = None, branch: str | None = None) -> dict:
+    """The staging copy's configuration: nothing executes, and "Open in Colab" once a repository is set.
+
+    ``repo_url``/``branch`` override ``repository.url``/``repository.branch``. With a GitHub URL, every
+    chapter page gets sphinx-book-theme's Colab button, which links
+    ``{COLAB_URL}/github/<org>/<repo>/blob/<branch>/<path_to_book>/chapters/<name>.ipynb``: the reader
+    notebook published on that branch. Empty (the default), the build is the offline one, unchanged.
+    """
+    config = copy.deepcopy(config)
+    config.setdefault("execute", {})["execute_notebooks"] = "off"  # executed once, by papermill
+    repo = config.setdefault("repository", {})
+    if repo_url is not None:
+        repo["url"] = repo_url
+    if branch:
+        repo["branch"] = branch
+    url = str(repo.get("url") or "").strip().rstrip("/").removesuffix(".git")
+    if url:
+        if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
+            raise ValueError(f"the repository URL must be https://github.com/<org>/<repo> (Colab opens "
+                             f"notebooks from GitHub), got {url!r}")
+        repo["url"] = url
+        config.setdefault("launch_buttons", {})["colab_url"] = COLAB_URL
+        config.setdefault("html", {})["use_download_button"] = True
+    return config
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--executed", type=Path, default=ROOT / "_build" / "executed")
     ap.add_argument("--stage", type=Path, default=ROOT / "_build" / "site")
     ap.add_argument("--offline-js", type=Path, default=ROOT / "_build" / "offline_js")
     ap.add_argument("--html", type=Path, default=ROOT / "_build" / "html")
+    ap.add_argument("--repo-url", default=None,
+                    help="GitHub repository of the reader notebooks (default: _config.yml repository.url)")
+    ap.add_argument("--notebook-branch", default=None,
+                    help="its branch holding chapters/<name>.ipynb (default: _config.yml repository.branch)")
     args = ap.parse_args(argv)
 
+    try:
+        config = staging_config(yaml.safe_load((ROOT / "_config.yml").read_text()), args.repo_url,
+                                args.notebook_branch)
+    except ValueError as e:
+        ap.error(str(e))
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     chapters = []
 
@@ -81,12 +120,15 @@ def main(argv=None) -> int:
     (stage / "chapters").mkdir(parents=True)
     shutil.copytree(ROOT / "book", stage / "book")
     shutil.copy(ROOT / "_toc.yml", stage / "_toc.yml")
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config.setdefault("execute", {})["execute_notebooks"] = "off"  # executed once, by papermill
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copytree(args.offline_js, stage / "_offline_js", ignore=shutil.ignore_patterns(".stamp"))
     for c in chapters:
         shutil.copy(args.executed / f"{Path(c).name}.ipynb", stage / "chapters" / f"{Path(c).name}.ipynb")
+
+    # The Results page (tools/results_page.py): this run's metrics.json files, written into the stage only
+    # (book/results.md, listed in the staged _toc.yml under "Reference").
+    subprocess.run([sys.executable, str(ROOT / "tools" / "results_page.py"), "--stage", str(stage),
+                    "--summary", str(args.executed)], check=True)
 
     out = ROOT / "_build" / "jb"
     jb = Path(sys.executable).parent / "jupyter-book"
