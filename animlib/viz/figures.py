@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import html
+import io
 import math
 import numbers
 from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
@@ -13,6 +17,54 @@ from .backend import _hide_ticks, _pyplot
 from .frames import Frames, History, _frames01, to_uint8_frames
 
 __all__ = ["make_grid_array", "image_grid", "storyboard", "ema", "plot_history"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Alt text: a figure returned here also renders as an HTML <img> carrying it
+# ----------------------------------------------------------------------------------------------
+def _join(items: Sequence[Any], limit: int = 12) -> str:
+    items = [str(i) for i in items]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _figure_alt(fig) -> str:
+    """The alt text: the one given, else the description with the figure's suptitle (read at display time)."""
+    if fig._animlib_alt:
+        return str(fig._animlib_alt)
+    sup = getattr(fig, "_suptitle", None)
+    title = " ".join(sup.get_text().split()) if sup is not None and sup.get_text() else ""
+    text = fig._animlib_description
+    return f"{title}: {text[0].lower()}{text[1:]}" if title else text
+
+
+def _figure_html(fig) -> str | None:
+    """``<img>`` of the figure as the notebook's inline backend draws it, with alt text.
+
+    Jupyter (and MyST-NB, which prefers ``text/html`` to ``image/png``) then shows an image that
+    screen readers can describe; a cell-level ``mystnb: image: alt:`` applies only to ``image/png``,
+    so a chapter gives a figure from here its specific alt text with the ``alt=`` argument.
+    """
+    if "WebAgg" in type(fig.canvas).__name__:  # ipympl / %matplotlib widget: matplotlib's own repr
+        return type(fig)._repr_html_(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", facecolor=fig.get_facecolor(),
+                edgecolor=fig.get_edgecolor())
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    alt = html.escape(_figure_alt(fig), quote=True)
+    return f'<img src="data:image/png;base64,{data}" alt="{alt}" class="animlib-figure">'
+
+
+def _with_alt(fig, alt: str | None, description: str):
+    """Attach alt text (given, or the description) to a figure made here; returns the figure.
+
+    ``fig.animlib_alt()`` returns the text; everything stored is picklable, like the figure.
+    """
+    fig._animlib_alt = alt
+    fig._animlib_description = description
+    fig._repr_html_ = functools.partial(_figure_html, fig)
+    fig.animlib_alt = functools.partial(_figure_alt, fig)
+    return fig
 
 
 def make_grid_array(
@@ -64,6 +116,7 @@ def image_grid(
     titles: Sequence[str] | None = None,
     value_range: Sequence[float] = (0, 1),
     figsize: Tuple[float, float] | None = None,
+    alt: str | None = None,
 ):
     """Show images in a grid.
 
@@ -77,11 +130,15 @@ def image_grid(
         (fast for many images); with titles every image gets its own axes.
     value_range : (low, high)
     figsize : (width, height) in inches, optional
+    alt : str, optional
+        Text alternative of the figure (its ``<img>`` alt in the book); by default it names the
+        grid's size, the titles and the figure's suptitle (``fig.animlib_alt()`` shows it).
 
     Returns
     -------
     matplotlib.figure.Figure
         Closed (not tracked by pyplot): display it as a cell's last expression or with ``display``.
+        Displayed, it is an image with alt text (``text/html``) as well as ``image/png``.
     """
     plt = _pyplot()
     x = to_uint8_frames(_frames01(images, value_range, name="images"), (0, 1))  # (N, H, W, 3)
@@ -114,7 +171,9 @@ def image_grid(
             ax.set_title(str(titles[k]), fontsize=9)
             ax.set_axis_off()
     plt.close(fig)
-    return fig
+    shape = f"{rows} rows of {ncol}" if rows > 1 else "in a row"
+    named = f": {_join(titles)}" if titles is not None else ""
+    return _with_alt(fig, alt, f"{n} images {shape}{named}" if n > 1 else f"An image{named}")
 
 
 def storyboard(
@@ -123,6 +182,7 @@ def storyboard(
     col_labels: Sequence[str] | None = None,
     value_range: Sequence[float] = (0, 1),
     figsize: Tuple[float, float] | None = None,
+    alt: str | None = None,
 ):
     """Rows of frames in one figure, e.g. the input sequence above its reconstruction.
 
@@ -137,6 +197,8 @@ def storyboard(
         One per column (e.g. ``"t=0"``, ``"step 500"``), written above it.
     value_range : (low, high)
     figsize : (width, height) in inches, optional
+    alt : str, optional
+        Text alternative; by default the rows' and columns' labels (see :func:`image_grid`).
 
     Returns
     -------
@@ -185,7 +247,12 @@ def storyboard(
             top = next(r for r in range(n_rows) if c < clips[r].shape[0])  # highest row with this column
             axes[top, c].set_title(str(col_labels[c]), fontsize=9)
     plt.close(fig)
-    return fig
+    text = f"Storyboard of {n_rows} row{'s' if n_rows > 1 else ''} of up to {n_cols} frames"
+    if row_labels is not None:
+        text += f"; rows: {_join(row_labels)}"
+    if col_labels is not None:
+        text += f"; columns: {_join(col_labels)}"
+    return _with_alt(fig, alt, text)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,6 +332,7 @@ def plot_history(
     logy: bool = False,
     ax=None,
     separate: bool = False,
+    alt: str | None = None,
 ):
     """Plot training metrics against the step.
 
@@ -284,6 +352,9 @@ def plot_history(
         Draw into this axes (the figure is then the caller's and is not closed).
     separate : bool
         One axes per key, stacked, sharing the step axis (for metrics on different scales).
+    alt : str, optional
+        Text alternative; by default it names the curves (see :func:`image_grid`). Not used with
+        ``ax`` (the figure is then the caller's).
 
     Returns
     -------
@@ -333,6 +404,13 @@ def plot_history(
         last.legend()
     elif not separate:
         last.set_ylabel(keys[0])
-    if own:
-        _pyplot().close(fig)
-    return fig
+    if not own:
+        return fig
+    _pyplot().close(fig)
+    how = ", ".join(w for w, on in [("smoothed", smooth > 0), ("log scale", logy)] if on)
+    how = f" ({how})" if how else ""
+    if separate and len(keys) > 1:
+        text = f"{len(keys)} stacked line plots against the training step{how}: {_join(keys)}"
+    else:
+        text = f"Line plot of {_join(keys)} against the training step{how}"
+    return _with_alt(fig, alt, text)

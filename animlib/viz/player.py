@@ -67,6 +67,12 @@ def _offline_controls(jshtml: str) -> str:
     return _FA_LINK_RE.sub("", out)
 
 
+def _label_player(jshtml: str, alt: str) -> str:
+    """Alt text on the player's frame ``<img>`` and an accessible name on its frame slider."""
+    jshtml = jshtml.replace('<img id="_anim_img', f'<img alt="{html.escape(alt, quote=True)}" id="_anim_img', 1)
+    return jshtml.replace('class="anim-slider"', 'class="anim-slider" aria-label="Frame"', 1)
+
+
 def _animate_panels(
     clips: List[np.ndarray],
     titles: Sequence[str] | None,
@@ -131,6 +137,7 @@ def _animate_panels(
         named = f": {', '.join(str(t) for t in titles)}" if titles else ""
         kind = f"{len(clips)} clips side by side" if len(clips) > 1 else "clip"
         alt = f"Animation ({kind}, {n_frames} frames at {fps:g} fps){named}"
+    jshtml = _label_player(jshtml, alt)
     # role="figure" (not "img") so the Play/Pause controls inside stay reachable by screen readers.
     markup = (
         f'<div class="animlib-animation" role="figure" aria-label="{html.escape(alt, quote=True)}">\n'

@@ -1,7 +1,10 @@
-"""Interactive scrubbing through frames in a live kernel (ipywidgets), with a static fallback."""
+"""Interactive scrubbing through frames (ipywidgets) that also works in the static book, with no kernel."""
 
 from __future__ import annotations
 
+import base64
+import functools
+import html
 import io
 from typing import Any, Mapping, Sequence, Union
 
@@ -45,9 +48,12 @@ def scrub_widget(
     Returns
     -------
     ipywidgets.VBox or IPython.display.HTML
-        ``VBox([Dropdown?, Image, IntSlider])`` in a live kernel (PNG bytes are precomputed so
-        scrubbing is instant); when ipywidgets is not installed, the static :func:`animate` /
-        :func:`animate_side_by_side` player instead. Headless runs (papermill) just store the widget.
+        ``VBox([Dropdown?, view, IntSlider])``: every frame is precomputed (a PNG in an HTML
+        ``<img>`` with alt text, in an ``ipywidgets.Stack`` per sequence; ``view.value`` is the PNG
+        bytes on show), and the slider and dropdown pick the frame both through kernel callbacks and
+        through browser-side links (``jsdlink``), so the saved widget state also scrubs in the static
+        book, with no kernel. When ipywidgets is not installed, the static :func:`animate` /
+        :func:`animate_side_by_side` player instead.
     """
     named = isinstance(frames_or_dict, Mapping)
     seqs = dict(frames_or_dict) if named else {"frames": frames_or_dict}
@@ -64,18 +70,66 @@ def scrub_widget(
     max_h = max(a.shape[1] for a in arrays.values())
     s = _check_int_scale(scale) if scale is not None else max(1, int(_auto_scale(max_h)))
     pngs = {k: [_png_bytes(f) for f in _upscale(a, s)] for k, a in arrays.items()}
-    first = next(iter(pngs))
-    image = widgets.Image(value=pngs[first][0], format="png")
+    names = list(pngs)
+    first = names[0]
+    n_max = max(len(p) for p in pngs.values())
+    # One HTML <img> per frame (with alt text; ipywidgets' Image has none), in one Stack per sequence,
+    # padded to the longest with its last frame (a shorter sequence holds it, as in the players).
+    stacks = []
+    for name, seq in pngs.items():
+        shown = [
+            widgets.HTML(value=_img_tag(png, f"{name + ', ' if named else ''}{description} {k} of {len(seq) - 1}"))
+            for k, png in enumerate(seq)
+        ]
+        stacks.append(widgets.Stack(shown + [shown[-1]] * (n_max - len(seq)), selected_index=0))
+    view = _frame_view_class()(pngs, children=stacks, selected_index=0)
     slider = widgets.IntSlider(value=0, min=0, max=len(pngs[first]) - 1, description=description)
-    dropdown = widgets.Dropdown(options=list(pngs), value=first, description="show") if named else None
+    dropdown = widgets.Dropdown(options=names, value=first, description="show") if named else None
 
     def _update(_change: Any = None) -> None:
-        seq = pngs[dropdown.value if dropdown is not None else first]
-        slider.max = len(seq) - 1  # clamps the value if the new sequence is shorter
-        image.value = seq[min(slider.value, len(seq) - 1)]
+        k = names.index(dropdown.value) if dropdown is not None else 0
+        slider.max = len(pngs[names[k]]) - 1  # clamps the value if the new sequence is shorter
+        view.selected_index = k
+        for stack in stacks:
+            stack.selected_index = slider.value
 
     slider.observe(_update, names="value")
     if dropdown is not None:
         dropdown.observe(_update, names="value")
-    children = ([dropdown] if dropdown is not None else []) + [image, slider]
-    return widgets.VBox(children)
+    # The same links in the browser, so the widget also works without a kernel: in the static book,
+    # whose saved widget state (nbclient stores it) is rendered by the ipywidgets HTML manager.
+    links = [widgets.jsdlink((slider, "value"), (stack, "selected_index")) for stack in stacks]
+    if dropdown is not None:
+        links.append(widgets.jsdlink((dropdown, "index"), (view, "selected_index")))
+    children = ([dropdown] if dropdown is not None else []) + [view, slider]
+    box = widgets.VBox(children)
+    box._animlib_links = links  # keep the link widgets alive with the box
+    return box
+
+
+def _img_tag(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}" style="max-width:none">'
+
+
+@functools.cache
+def _frame_view_class():
+    import ipywidgets as widgets
+
+    class _FrameView(widgets.Stack):
+        """The frame on show: a Stack (one child Stack per sequence, one HTML image per frame).
+
+        ``value`` is the PNG bytes of the frame on show, as ``ipywidgets.Image.value`` would be.
+        """
+
+        def __init__(self, pngs, **kwargs):
+            super().__init__(**kwargs)
+            self._pngs = list(pngs.values())
+
+        @property
+        def value(self) -> bytes:
+            seq = self._pngs[self.selected_index or 0]
+            return seq[min(self.children[self.selected_index or 0].selected_index or 0, len(seq) - 1)]
+
+    return _FrameView
+
