@@ -17,8 +17,11 @@ L-BFGS step on the pixels of an image. The trainer supplies everything around it
 - interrupts that lose nothing: Ctrl-C (SIGINT) or SIGTERM during :meth:`Trainer.fit` finishes the
   current step, saves, then raises ``KeyboardInterrupt`` (``SystemExit`` for SIGTERM), so a resumed
   run is bit-identical to one never stopped; a second Ctrl-C stops at once and keeps the last
-  checkpoint;
-- atomic checkpoints (temporary file, ``fsync``, ``os.replace``) that load with
+  checkpoint; a ``KeyboardInterrupt`` from elsewhere (the step function, the data) saves the last
+  consistent state too;
+- atomic checkpoints (temporary file, ``fsync``, ``os.replace``; the one before kept as
+  ``last.previous.pt`` by a hard link, so ``last.pt`` is complete at every instant, even under
+  ``kill -9``; a resume falls back to the newest one that loads, and says so) that load with
   ``torch.load(weights_only=True)`` and resume *exactly*: models, optimisers, scalers, schedulers,
   registered extra state (a replay buffer, an image being optimised), every RNG state, the step
   counter and the position inside the current epoch of a ``DataLoader``;
@@ -45,12 +48,14 @@ the CPU.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
 import signal
 import sys
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +67,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from .files import atomic_torch_save
-from .runtime import cpu_bf16_support, get_device
+from .files import atomic_copy, atomic_torch_save
+from .rehearsal import cap_batch
+from .runtime import cpu_bf16_support, get_device, peak_memory_mb, work_cap
 
 __all__ = [
     "Trainer",
@@ -137,10 +143,12 @@ class _DeferredInterrupt:
 
     def __init__(self) -> None:
         self.requested: Optional[int] = None
+        self.forced = False  # True once a second Ctrl-C has stopped the step at once
         self._old: Dict[int, Any] = {}
 
     def _handler(self, signum, frame) -> None:
         if self.requested is not None and signum == signal.SIGINT:
+            self.forced = True
             raise KeyboardInterrupt  # the second Ctrl-C: stop now
         self.requested = signum
         print("\ninterrupt: finishing the current step, then saving (Ctrl-C again stops at once)",
@@ -173,10 +181,30 @@ class _DeferredInterrupt:
 _WARNED_EMULATED_BF16 = False
 
 
+def cuda_autocast_dtype(device: Union[str, torch.device]) -> Optional[torch.dtype]:
+    """The precision ``amp="auto"`` trains in on this CUDA device, by its native tensor-core formats.
+
+    Compute capability 8.0 and above (A100, RTX 30xx/40xx, H100, ...) has bf16 tensor cores: bf16.
+    7.x (V100, T4, RTX 20xx) has fp16 tensor cores but no bf16 ones: fp16 (with a gradient scaler).
+    ``torch.cuda.is_bf16_supported()`` is True there too, because bf16 can be *emulated*, much more
+    slowly. Below 7.0 (Pascal and older) neither is native: fp32 (``None``). The capability read is
+    that of ``device`` itself (``cuda:1`` may differ from the current device).
+    """
+    device = torch.device(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    major, _minor = torch.cuda.get_device_capability(index)
+    if major >= 8:
+        return torch.bfloat16
+    if major == 7:
+        return torch.float16
+    return None
+
+
 def resolve_amp(amp: Union[str, bool, None], device: torch.device) -> Optional[torch.dtype]:
     """Turn an ``amp`` request into an autocast dtype (or None for full precision).
 
-    ``None``/``False``/``"off"``: fp32. ``"auto"``: on CUDA bf16 where supported, else fp16; on the
+    ``None``/``False``/``"off"``: fp32. ``"auto"``: on CUDA by the device's native tensor-core
+    formats (:func:`cuda_autocast_dtype`: bf16 from compute capability 8.0, fp16 on 7.x, else fp32); on the
     CPU bf16 only where this CPU computes it natively *and* a timed probe finds it faster
     (:func:`animlib.runtime.cpu_bf16_support`), else fp32; fp32 on MPS. ``"bf16"``: bf16 on any
     device; on a CPU without native bf16 it still runs, with a one-time warning that says how much
@@ -188,7 +216,7 @@ def resolve_amp(amp: Union[str, bool, None], device: torch.device) -> Optional[t
     device = torch.device(device)
     if amp is True or amp == "auto":
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return cuda_autocast_dtype(device)
         if device.type == "cpu":
             return torch.bfloat16 if cpu_bf16_support().fast else None
         return None
@@ -293,6 +321,17 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torc
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a truncated or foreign file
         raise RuntimeError(f"could not load checkpoint {path}: {e}. Is it a file written by animlib?") from e
+
+
+def _previous_of(path: Path) -> Path:
+    """Where :meth:`Trainer.save` keeps the checkpoint before ``path`` (``last.pt`` -> ``last.previous.pt``)."""
+    return path.with_name(path.stem + ".previous" + path.suffix)
+
+
+def _first_line(error: BaseException, limit: int = 160) -> str:
+    """An error's message, short: its first line, cut at ``limit`` characters."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -483,6 +522,13 @@ class Trainer:
         self._previous_checkpoint_step: Optional[int] = None
         self._epoch_rng: Optional[Dict[str, Any]] = None
         self._iter: Optional[Iterator] = None
+        # The step in progress (see _begin_step): where an interrupted step goes back to, and its updates.
+        self._step_start: Optional[Dict[str, Any]] = None
+        self._step_updates: Optional[List[str]] = None  # optimisers whose update finished in this step
+        self._updating: Optional[str] = None  # the optimiser whose update is under way
+        self._step_losses: Dict[str, Any] = {}
+        self._step_out: Optional[Mapping[str, Any]] = None  # what step_fn returned, once it has
+        self._last_step_updates: Optional[List[str]] = None  # the updates of the last complete step
 
     # -- distributed -------------------------------------------------------------------
     def _init_distributed(self) -> None:
@@ -562,13 +608,14 @@ class Trainer:
         bad_step = self.step + 1 if step is None else step
         path, step, aside = self.last_checkpoint, self.last_checkpoint_step, None
         if path is not None and step == bad_step - 1 and self.is_main and path.exists():
-            previous = path.with_name(path.stem + ".previous" + path.suffix)
+            previous = _previous_of(path)
             aside = path.with_name(path.stem + ".nonfinite" + path.suffix)
-            os.replace(path, aside)
             if previous.exists():
+                atomic_copy(path, aside)  # (a link: the path is never without a checkpoint)
                 os.replace(previous, path)
                 step = self._previous_checkpoint_step
             else:
+                os.replace(path, aside)
                 path, step = None, None
             self.last_checkpoint, self.last_checkpoint_step = path, step
         return NonFiniteLossError(bad_step, name, value, self.last_finite.get(self.loss_key), path, step,
@@ -583,7 +630,8 @@ class Trainer:
         """
         if name not in self.optimizers:
             raise KeyError(f"no optimiser named {name!r}; this trainer has {sorted(self.optimizers)}")
-        self.check_finite(self.loss_key if name in ("model",) else f"{name}_loss", loss)
+        loss_name = self.loss_key if name in ("model",) else f"{name}_loss"
+        self._step_losses[loss_name] = self.check_finite(loss_name, loss)
         opt, scaler = self.optimizers[name], self.scalers[name]
         if zero_grad:
             opt.zero_grad(set_to_none=True)
@@ -595,10 +643,14 @@ class Trainer:
             norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
         if not scaler.is_enabled():  # (with fp16 the scaler itself skips steps with inf gradients)
             self._check_gradients(opt, name)
+        self._updating = name  # from here until the end of the update the step is neither before nor after it
         scaler.step(opt)
         scaler.update()
         if name in self.schedulers:
             self.schedulers[name].step()
+        self._updating = None
+        if self._step_updates is not None:
+            self._step_updates.append(name)
         return norm
 
     def _param_names(self) -> Dict[int, str]:
@@ -670,8 +722,18 @@ class Trainer:
     def checkpoint_path(self) -> Optional[Path]:
         return self.checkpoint_dir / "last.pt" if self.checkpoint_dir is not None else None
 
-    def save(self, path: Union[str, os.PathLike, None] = None) -> Optional[Path]:
-        """Write a checkpoint (rank 0 only) atomically; returns its path."""
+    def save(self, path: Union[str, os.PathLike, None] = None, *, wait: bool = True) -> Optional[Path]:
+        """Write a checkpoint (rank 0 only) atomically; returns its path.
+
+        When ``path`` holds this trainer's last checkpoint of an earlier step, that one is kept
+        first as ``<name>.previous.pt`` by a copy (a hard link where the filesystem has them), never
+        a rename; then the new state is written to a temporary file beside it and renamed over
+        ``path``. So ``path`` holds a complete checkpoint at every instant, whenever the process is
+        killed, and a full disk leaves it as it was.
+
+        Under DDP every rank calls it and they wait for each other after the write; ``wait=False``
+        writes without waiting (rank 0 alone, when the other ranks may not be saving).
+        """
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             raise ValueError("no checkpoint path: pass path= or create the Trainer with checkpoint_dir=")
@@ -686,26 +748,152 @@ class Trainer:
             raise NonFiniteLossError(self.step, f"parameter {bad[0]}", bad[1], self.last_finite.get(self.loss_key),
                                      self.last_checkpoint, self.last_checkpoint_step)
         if self.is_main:
-            if path.exists() and path == self.last_checkpoint:
+            if path.exists() and path == self.last_checkpoint and self.last_checkpoint_step != self.step:
                 # Keep the one before: if the state just saved turns out to diverge on the next step,
-                # the previous checkpoint is the last good one.
-                os.replace(path, path.with_name(path.stem + ".previous" + path.suffix))
+                # the previous checkpoint is the last good one. (A copy, so that `path` stays in place;
+                # and only when the step moved on: saving the same step again keeps the older one.)
+                atomic_copy(path, _previous_of(path))
                 self._previous_checkpoint_step = self.last_checkpoint_step
             atomic_torch_save(state, path)
-        if self.world_size > 1:
+        if self.world_size > 1 and wait:
             dist.barrier()
         self.last_checkpoint, self.last_checkpoint_step = path, self.step
         return path
 
     def resume(self, path: Union[str, os.PathLike, None] = None) -> bool:
-        """Load ``path`` (default ``checkpoint_dir/last.pt``) if it exists; True if it did."""
-        path = Path(path) if path is not None else self.checkpoint_path
-        if path is None or not path.exists():
+        """Load the newest checkpoint that loads; True if one did, False if there is none.
+
+        ``path`` defaults to ``checkpoint_dir/last.pt``. If it is missing or cannot be loaded
+        (truncated, corrupt), the checkpoint kept before it (``last.previous.pt``) is tried, then,
+        for the default path, every other checkpoint in the folder, newest first; a one-line
+        message on stderr names the file resumed from and its step. If checkpoint files are there
+        but none of them loads, ``RuntimeError`` names them (move them away, or do not resume, to
+        start again from step 0). With no checkpoint at all, nothing is loaded and a one-line
+        message says that training starts at step 0.
+        """
+        explicit = path is not None
+        path = Path(path) if explicit else self.checkpoint_path
+        if path is None:
+            self._say("resume: no checkpoint_dir was given, so there is nothing to resume; starting at step 0")
             return False
-        self.load_state_dict(load_checkpoint(path, map_location="cpu"))
-        self.last_checkpoint, self.last_checkpoint_step = path, self.step
+        previous = _previous_of(path)
+        candidates = [path, previous]
+        if not explicit and path.parent.is_dir():  # any other checkpoint this trainer wrote there
+            others = [p for p in path.parent.glob("*.pt") if p not in candidates and not p.name.startswith(".")
+                      and not p.name.endswith(".nonfinite.pt")]
+            candidates += sorted(others, key=lambda p: p.stat().st_mtime if p.exists() else 0.0, reverse=True)
+        failed: List[Tuple[Path, str]] = []
+        for candidate in (p for p in candidates if p.is_file()):
+            try:
+                state = load_checkpoint(candidate, map_location="cpu")
+            except (RuntimeError, OSError) as e:
+                failed.append((candidate, _first_line(e.__cause__ or e)))
+                continue
+            if isinstance(state, Mapping) and state.get("format") == "animlib.engine/1":
+                break
+            if candidate in (path, previous):
+                failed.append((candidate, "not a checkpoint of animlib's Trainer (no format tag)"))
+            # (any other file that loads without the tag is not a checkpoint: passed over)
+        else:
+            if failed:
+                names = ", ".join(p.name for p, _ in failed)
+                raise RuntimeError(
+                    f"cannot resume: no checkpoint in {path.parent} can be loaded ("
+                    + "; ".join(f"{p.name}: {why}" for p, why in failed)
+                    + f"). To start again from step 0, move {names} out of the folder, or do not resume "
+                    "(resume=False)."
+                )
+            self._say(f"resume: no checkpoint in {path.parent}; starting at step 0")
+            return False
+        self.load_state_dict(state)
+        if candidate != path:
+            why = [f"{p.name} could not be loaded ({reason})" for p, reason in failed]
+            if not path.exists():
+                why.insert(0, f"{path.name} is missing")
+            self._say(f"resume: {', '.join(why)}; resuming from {candidate} (after step {self.step})")
+        self.last_checkpoint, self.last_checkpoint_step = candidate, self.step
         self._iter = None  # rebuilt at the saved position on the next batch
         return True
+
+    def _say(self, message: str) -> None:
+        """One line on stderr, from rank 0 only."""
+        if self.is_main:
+            print(message, file=sys.stderr, flush=True)
+
+    # -- a step cut short --------------------------------------------------------------------
+    def _begin_step(self) -> None:
+        """Start of a step: note what an interrupted step can go back to (when checkpoints are kept).
+
+        The parameters need no copy: they only change in :meth:`optimize`, which records each update.
+        The random number generators, the data position and the last finite values are noted here.
+        """
+        self._step_updates, self._updating, self._step_losses, self._step_out = [], None, {}, None
+        if self.checkpoint_dir is None:  # nothing would be saved: no need to go back
+            self._step_start = None
+            return
+        self._step_start = {
+            "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                    torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized()
+                    else None),
+            "data": (self.epoch, self.batch_in_epoch, self._epoch_rng),
+            "last_finite": dict(self.last_finite),
+        }
+
+    def _end_step(self) -> None:
+        """The step is complete (counted): an interrupt from here on keeps it."""
+        self._step_start, self._last_step_updates, self._step_updates = None, self._step_updates, None
+
+    def _settle_interrupted_step(self, steps: int) -> Optional[str]:
+        """After a ``KeyboardInterrupt`` inside a step, make the trainer's state one that resumes exactly.
+
+        - The step had not yet changed any parameter (the interrupt came while fetching the batch or
+          in the forward pass): it is undone. The random number generators, the data position and
+          the last finite values go back to the start of the step, which is not counted.
+        - The step's updates are all done: ``step_fn`` had returned, or it had finished the same
+          updates as the step before (the same optimisers, in the same order). The step counts as
+          done; its history record holds what ``step_fn`` returned or, when it did not return, the
+          losses given to :meth:`optimize`. (Exact when ``step_fn`` changes no state after its last
+          update, as every step of the library.)
+        - Otherwise (between two updates of a step, inside an update, or after an update in the
+          very first step of this trainer): the state is neither before nor after the step.
+          Returns why, and the caller keeps the last checkpoint instead of writing this state.
+
+        Returns None when the state may be saved. Does nothing when no step is in progress.
+        """
+        start, self._step_start = self._step_start, None
+        if start is None:
+            return None
+        done = self._step_updates or []
+        k = self.step + 1
+        if self._updating is None and not done and self._step_out is None:
+            py, npy, cpu, cuda = start["rng"]
+            random.setstate(py)
+            np.random.set_state(npy)
+            torch.set_rng_state(cpu)
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+            self.epoch, self.batch_in_epoch, self._epoch_rng = start["data"]
+            self.last_finite = start["last_finite"]
+            self._pending = [p for p in self._pending if p[0] <= self.step]
+            self._iter = None  # rebuilt at the step's start on the next batch
+            return None
+        if self._step_out is not None or (self._updating is None and done == self._last_step_updates):
+            record: Dict[str, Any] = {"step": k}
+            if self._step_out is not None:
+                for name, v in self._step_out.items():
+                    record[name] = self.check_finite(name, v)
+            else:
+                record.update(self._step_losses)
+            self.step = k
+            self._end_step()
+            if self.step % self.log_every == 0 or self.step == steps:
+                self.history.append(record)
+                if any(isinstance(v, torch.Tensor) for v in record.values()):
+                    self._unread_records.append(record)
+            return None
+        where = f"inside the update of {self._updating!r}" if self._updating is not None else \
+            f"after the update(s) of {done} but before the step function returned"
+        return f"interrupted {where} in step {k}: that state is neither before nor after the step, so it is not saved"
 
     # -- data ------------------------------------------------------------------------------
     def _next_batch(self, data: Union[Iterable, Callable[[int], Any]]) -> Any:
@@ -752,30 +940,52 @@ class Trainer:
 
         ``data`` is an iterable of batches (e.g. a ``DataLoader``; re-iterated each epoch) or a
         callable ``data(step) -> batch``. With ``resume=True`` the run continues from
-        ``checkpoint_dir/last.pt`` when it exists. ``eval_fn(trainer)`` runs every ``eval_every``
-        steps (and at the end) and its numbers are added to the history.
+        ``checkpoint_dir/last.pt`` when it exists (else from the newest checkpoint there that loads,
+        see :meth:`resume`). ``eval_fn(trainer)`` runs every ``eval_every`` steps (and at the end)
+        and its numbers are added to the history.
+
+        A ``KeyboardInterrupt`` that does not come through the deferred Ctrl-C (raised by the step
+        function or the data, or a Ctrl-C where the handler could not be set) still saves, when there is a
+        ``checkpoint_dir``: a step interrupted before its first update is undone, and one whose
+        updates are all done (the same optimisers as the step before) counts as done, so the
+        checkpoint resumes exactly; a step interrupted between or inside its updates is in neither
+        state and is not saved (the last checkpoint stays). A second Ctrl-C stops at once and keeps
+        the last checkpoint.
         """
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         if resume:
             self.resume()
+        cap = work_cap()  # a rehearsal (ANIMLIB_CAP_STEPS / _SECONDS): the same run, fewer steps
+        if cap.steps is not None:
+            steps = min(steps, cap.steps)
+        deadline = None if cap.seconds is None else time.perf_counter() + cap.seconds
+        started, first_step = time.perf_counter(), self.step
         for m in self.raw_models.values():
             m.train()
         bar = tqdm(total=steps, initial=min(self.step, steps), desc=self.desc,
-                   disable=not (self.progress and self.is_main), dynamic_ncols=True, leave=True)
+                   disable=not (self.progress and self.is_main), dynamic_ncols=True, leave=True,
+                   mininterval=0.5)  # a few updates a second: little output traffic from a notebook
         interrupt = _DeferredInterrupt()
         try:
             interrupt.__enter__()
             while self.step < steps:
+                if deadline is not None and self.step > first_step and time.perf_counter() > deadline:
+                    break
+                self._begin_step()
                 batch = self._next_batch(data)
                 if self.shard_batches:
                     batch = shard_batch(batch, self.rank, self.world_size)
+                    if cap.items is not None:  # a rehearsal: the same shapes, a few examples a batch
+                        batch = cap_batch(batch)
                 batch = move_to_device(batch, self.device)
                 out = self.step_fn(self, batch) or {}
+                self._step_out = out
                 record = {"step": self.step + 1}
                 for k, v in out.items():
                     record[k] = self.check_finite(k, v)
                 self.step += 1
+                self._end_step()
                 logged = self.step % self.log_every == 0 or self.step == steps
                 if logged:
                     self.history.append(record)
@@ -798,9 +1008,17 @@ class Trainer:
                         self.save()
                     interrupt.raise_if_requested()
         except KeyboardInterrupt:
-            # Either after a completed, saved step (above) or mid-step (a second Ctrl-C, or outside
-            # the main thread): then nothing is saved, because a half-done step cannot resume exactly;
+            # After a completed, saved step (above), or mid-step: a KeyboardInterrupt raised by the
+            # step function or the data, or a Ctrl-C where no handler could be set. Then the state goes back
+            # to the start of the step, or on to its end, and is saved; a state in between cannot
+            # resume exactly and is not, and neither is anything after a second Ctrl-C (stop at once):
             # the last checkpoint on disk stays the good one.
+            if not interrupt.forced:
+                not_saved = self._settle_interrupted_step(steps)
+                if not_saved is not None:
+                    self._say(not_saved)
+                elif self.checkpoint_dir is not None and self.last_checkpoint_step != self.step:
+                    self.save(wait=False)  # (under DDP the other ranks may be elsewhere: rank 0 writes alone)
             if self.last_checkpoint is not None and self.is_main:
                 print(f"stopped; resume from {self.last_checkpoint} (after step {self.last_checkpoint_step})",
                       file=sys.stderr, flush=True)
@@ -809,11 +1027,34 @@ class Trainer:
             interrupt.__exit__(None, None, None)
             bar.close()
             self._read_records({})  # no tensors left in the history, however the loop ended
+        if self._pending:
+            self.sync()  # a loop cut short by ANIMLIB_CAP_SECONDS still checks every value
+        self._log_fit(self.step - first_step, time.perf_counter() - started)
         if eval_fn is not None and not (eval_every and self.step % eval_every == 0) and self.history:
             self.history[-1].update({k: _as_float(v) for k, v in eval_fn(self).items()})
         if self.checkpoint_dir is not None:
             self.save()
         return self.history
+
+
+    def _log_fit(self, steps: int, seconds: float) -> None:
+        """Append this fit's speed to ``ANIMLIB_FIT_LOG`` (a JSON-lines file) when that is set.
+
+        The GPU check and the rehearsal read it: steps per second, peak memory and precision of every
+        training run of a chapter.
+        """
+        path = os.environ.get("ANIMLIB_FIT_LOG")
+        if not path or not self.is_main:
+            return
+        record = {
+            "desc": self.desc, "steps": steps, "seconds": round(seconds, 3),
+            "steps_per_s": round(steps / seconds, 3) if seconds > 0 else None,
+            "device": str(self.device),
+            "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype],
+            "peak_gpu_mb": peak_memory_mb(self.device)["peak_gpu_mb"],
+        }
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 class TensorState:

@@ -24,6 +24,7 @@ import torch
 
 from . import __version__
 from .files import atomic_write_text, sha256_file
+from .rehearsal import WorkCap, cap_items, work_cap
 
 PROFILES = ("quick", "full")
 
@@ -37,6 +38,10 @@ __all__ = [
     "CpuBf16Support",
     "cpu_bf16_support",
     "precision_provenance",
+    "WorkCap",
+    "work_cap",
+    "cap_items",
+    "peak_memory_mb",
     "ChapterRun",
     "start_chapter",
 ]
@@ -240,6 +245,23 @@ def training_steps(steps: Optional[int], epochs: Optional[int], batches_per_epoc
     return epochs * batches_per_epoch
 
 
+def peak_memory_mb(device: Union[str, torch.device, None] = None) -> Dict[str, Optional[float]]:
+    """This process's peak resident memory and, on CUDA, the peak memory torch allocated (MiB)."""
+    peak_rss = None
+    try:
+        import resource
+
+        peak_rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+        if platform.system() == "Darwin":  # bytes on macOS
+            peak_rss = round(peak_rss / 1024, 1)
+    except (ImportError, OSError):
+        pass
+    peak_gpu = None
+    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        peak_gpu = round(torch.cuda.max_memory_allocated(torch.device(device)) / 2**20, 1)
+    return {"peak_rss_mb": peak_rss, "peak_gpu_mb": peak_gpu}
+
+
 def _git_commit() -> Optional[str]:
     here = Path(__file__).resolve().parent
     try:
@@ -314,6 +336,19 @@ class ChapterRun:
             return
         glue(name, Markdown(markdown), display=False)
 
+    def expect(self, condition: bool, claim: str) -> None:
+        """Check a result the chapter relies on: raise ``AssertionError(claim)`` if it does not hold.
+
+        In a run whose work is capped (:class:`WorkCap`: a rehearsal of the full profile's code paths
+        with a few steps), results mean nothing, so a failed check only prints that it was not
+        reached.
+        """
+        if not condition:
+            if work_cap().active:
+                print(f"(work capped: not checked: {claim})")
+            else:
+                raise AssertionError(claim)
+
     def record_weights(self, name: str, path_or_hash: Union[str, os.PathLike]) -> str:
         """Note a pretrained weight file used by the chapter (its SHA-256 goes into metrics.json)."""
         value = str(path_or_hash)
@@ -342,7 +377,11 @@ class ChapterRun:
             animlib=__version__,
             pretrained_weights_sha256=dict(self.weights),
             **precision_provenance(),
+            **peak_memory_mb(self.device),
         )
+        cap = work_cap()
+        if cap.active:
+            record["work_cap"] = cap.as_dict()  # a rehearsal: the numbers above mean nothing
         from .engine import amp_label  # engine imports this module
 
         record["precision"] = amp_label("auto", self.device)  # what every chapter's amp="auto" trains in
