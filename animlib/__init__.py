@@ -9,6 +9,9 @@ Shared pieces:
 
 - :mod:`animlib.runtime`: devices, seeding, profiles, the CPU's bfloat16 capability and the chapter
   run record (``metrics.json``).
+- :mod:`animlib.chapter_params`: a warning for a chapter parameter that a chapter does not use.
+- :mod:`animlib.rehearsal`: the one switch that caps a run's work (the full profile rehearsed on
+  any machine in minutes, a GPU timed in seconds).
 - :mod:`animlib.engine`: the one training loop (AMP, progress, clipping, NaN stop, atomic
   checkpoints with exact resume, DistributedDataParallel).
 - :mod:`animlib.files`: atomic file writes and SHA-256 hashes, used by everything that writes.
@@ -36,9 +39,9 @@ __version__ = "0.1.0"
 
 #: Modules loaded on first attribute access (``animlib.style``), so ``import animlib`` stays light.
 SUBMODULES = (
-    "action_classifier", "backbones", "cinemagraph", "convlstm", "data", "depth", "engine", "exercises", "face_regressor",
-    "fast_style", "files", "gan", "metrics", "nextframe", "reenact", "rl", "runtime", "style", "vae", "vaegan",
-    "video_ae", "viz",
+    "action_classifier", "backbones", "chapter_params", "cinemagraph", "convlstm", "data", "depth", "engine",
+    "exercises", "face_regressor", "fast_style", "files", "gan", "metrics", "nextframe", "reenact", "rehearsal", "rl",
+    "runtime", "style", "vae", "vaegan", "video_ae", "viz",
 )
 
 #: The core API, importable from the package: name -> the module that defines it. Loaded on first

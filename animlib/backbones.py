@@ -381,6 +381,13 @@ class FeatureExtractor(_FrozenImageNetNet):
             raise ValueError(f"this extractor does not compute {unknown}; it has {list(self.layer_index)}")
         want = {self.layer_index[n]: n for n in names}
         last = max(want)
+        deepest, side = self.min_image_size(names)
+        if min(x.shape[-2:]) < side:
+            raise ValueError(
+                f"layer {deepest!r} comes after {side.bit_length() - 1} poolings that halve the image, so it needs "
+                f"images of at least {side}×{side} pixels; got {x.shape[-2]}×{x.shape[-1]}: upscale the image "
+                f"(e.g. F.interpolate(x, size={side})) or use shallower layers"
+            )
         out: Dict[str, Tensor] = {}
         for i, layer in enumerate(self.features):
             h = layer(h)
@@ -389,6 +396,14 @@ class FeatureExtractor(_FrozenImageNetNet):
             if i == last:
                 break
         return out
+
+    def min_image_size(self, layers: Sequence[str] | None = None) -> Tuple[str, int]:
+        """``(deepest layer, smallest image side)``: each pooling before that layer halves the image."""
+        names = self.layers if layers is None else _layer_tuple(layers)
+        deepest = max(names, key=self.layer_index.__getitem__)
+        last = self.layer_index[deepest]
+        halvings = sum(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for _, m in zip(range(last + 1), self.features))
+        return deepest, 2**halvings
 
     def extra_repr(self) -> str:
         return f"source={self.source!r}, layers={self.layers}"

@@ -138,6 +138,18 @@ def lstm_gates(
     return {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
 
 
+def _check_frame_dtype(x: torch.Tensor, weight: torch.Tensor) -> None:
+    """Refuse integer frames, and float64 frames for a float32 cell, before the convolution does."""
+    if x.is_floating_point():
+        if x.dtype != torch.float64 or weight.dtype == torch.float64:
+            return  # float32/bfloat16/float16 (under autocast or for a cell of that dtype), or a .double() cell
+        fix = "convert with x.float() (or build the cell in float64 with cell.double())"
+    else:
+        fix = "convert with x.float() / 255" if x.dtype == torch.uint8 else "convert with x.float()"
+    raise TypeError(f"ConvLSTMCell expected float frames in [0, 1] (float32/bfloat16/float16); "
+                    f"got {str(x.dtype).removeprefix('torch.')}: {fix}")
+
+
 def _check_positive(name: str, value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -296,6 +308,7 @@ class ConvLSTMCell(nn.Module):
             raise ValueError(
                 f"ConvLSTMCell expects x of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
+        _check_frame_dtype(x, self.gates.weight)
         if self.spatial_size is not None and tuple(x.shape[-2:]) != self.spatial_size:
             raise ValueError(
                 f"this cell has full-shape peepholes for spatial_size={self.spatial_size} but got an input of "

@@ -51,6 +51,7 @@ __all__ = [
     "discriminator_scores",
     "alternating_step",
     "spectral_norm_all",
+    "check_image_channels",
     "ToyGenerator",
     "ToyDiscriminator",
     "ToyGANStep",
@@ -182,6 +183,24 @@ def spectral_norm_all(module: nn.Module) -> nn.Module:
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and not hasattr(m, "parametrizations"):
             spectral_norm(m)
     return module
+
+
+def check_image_channels(x: torch.Tensor, channels: int, who: str, rebuild: str | None) -> None:
+    """Refuse images (B, C, H, W) whose C is not the ``channels`` that ``who`` was built for.
+
+    The message names both channel counts and the fix: repeat a gray image to RGB, or build the
+    network for ``C`` channels with ``rebuild`` (a format string with ``{c}``; None if it cannot be).
+    """
+    if x.ndim != 4 or x.shape[1] == channels:
+        return
+    got = x.shape[1]
+    fixes = []
+    if got == 1 and channels == 3:
+        fixes.append("repeat gray images to RGB with x.expand(-1, 3, -1, -1)")
+    if rebuild is not None:
+        fixes.append(f"build it with {rebuild.format(c=got)}")
+    raise ValueError(f"{who} expects {channels}-channel images (B, {channels}, H, W) but got {got} channel"
+                     f"{'' if got == 1 else 's'} {tuple(x.shape)}" + (f": {' or '.join(fixes)}" if fixes else ""))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .engine import Trainer
-from .gan import alternating_step, get_gan_loss, spectral_norm_all
+from .gan import alternating_step, check_image_channels, get_gan_loss, spectral_norm_all
 from .runtime import ProfileSettings, training_steps
 from .vae import beta_at, kl_divergence, reconstruction_bce, strided_conv_stack
 
@@ -70,6 +70,7 @@ class VAEGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
+        check_image_channels(x, c.channels, "VAEGANDiscriminator", "VAEGANDiscriminatorConfig(channels={c})")
         if x.ndim != 4 or x.shape[1] != c.channels or x.shape[-1] != c.image_size or x.shape[-2] != c.image_size:
             raise ValueError(
                 f"VAEGANDiscriminator expects images (B, {c.channels}, {c.image_size}, {c.image_size}); got "

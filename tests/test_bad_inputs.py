@@ -15,18 +15,19 @@ from PIL import Image
 from animlib import backbones as B
 from animlib import style as S
 from animlib import vae as V
-from animlib.cinemagraph import CinemagraphConfig, CinemagraphDRQN
+from animlib.cinemagraph import CinemagraphConfig, CinemagraphDRQN, FrameDiscriminator
 from animlib.convlstm import ConvLSTMCell, PeepholeLSTMCell
 from animlib.data.download import UnsafeArchiveError, extract_archive
 from animlib.data.faces import render_faces, sample_identity, sample_motion
 from animlib.data.folders import FrameFolderDataset, ImageFolderDataset, load_image
-from animlib.depth import Hourglass, HourglassConfig, RelativeDepthStep
+from animlib.depth import Hourglass, HourglassConfig, PointPairs, RelativeDepthStep, gather_pairs
 from animlib.engine import SupervisedStep, Trainer, batched_inference
 from animlib.fast_style import TransformerConfig, TransformerNet, train_fast_style
 from animlib.gan import ToyDiscriminator
+from animlib.reenact import N_PARTS, ProjectionDiscriminator
 from animlib.runtime import get_device, seed_everything, start_chapter
 from animlib.vaegan import VAEGANDiscriminator
-from animlib.video_ae import GRUAEConfig, check_clips
+from animlib.video_ae import GRUAEConfig, check_clips, clip_batches
 
 LIN = torch.nn.Linear(2, 1)
 STEP = SupervisedStep(lambda m, b: m(b).sum())
@@ -48,6 +49,10 @@ def _vae_fit(images):
     vae = V.ConvVAE(V.ConvVAEConfig(image_size=16, latent_dim=4, width=4, dec_width=4))
     t = Trainer({"vae": vae}, {"vae": torch.optim.Adam(vae.parameters())}, V.VAEStep(), device="cpu", progress=False)
     t.fit(lambda s: images, 1)
+
+
+def _pairs(ya, xa, yb, xb, b=0):
+    return PointPairs(*(torch.tensor([v]) for v in (b, ya, xa, yb, xb, 1)))  # one pair, "a farther"
 
 
 def _stylize(**kw):
@@ -122,6 +127,36 @@ CASES = [
      "give one of each per face"),
     ("hourglass input not RGB", lambda: Hourglass(HourglassConfig(width=0.25))(torch.rand(1, 1, 32, 32)), ValueError,
      "expects images (B, 3, H, W)"),
+    ("ConvLSTM frames as uint8", lambda: ConvLSTMCell(3, 4)(torch.zeros(2, 3, 8, 8, dtype=torch.uint8)), TypeError,
+     "expected float frames in [0, 1] (float32/bfloat16/float16); got uint8: convert with x.float() / 255"),
+    ("ConvLSTM frames as float64", lambda: ConvLSTMCell(3, 4)(torch.rand(2, 3, 8, 8, dtype=torch.float64)), TypeError,
+     "got float64: convert with x.float()"),
+    ("gray image to the VAE-GAN discriminator", lambda: VAEGANDiscriminator()(torch.rand(2, 1, 64, 64)), ValueError,
+     "expects 3-channel images (B, 3, H, W) but got 1 channel (2, 1, 64, 64): repeat gray images to RGB with "
+     "x.expand(-1, 3, -1, -1) or build it with VAEGANDiscriminatorConfig(channels=1)"),
+    ("gray frame to the cinemagraph discriminator", lambda: FrameDiscriminator()(torch.rand(2, 1, 32, 32)), ValueError,
+     "x.expand(-1, 3, -1, -1) or build it with FrameDiscriminator(channels=1)"),
+    ("gray frame to the projection discriminator", lambda: ProjectionDiscriminator()(
+        torch.rand(2, 1, 32, 32), torch.rand(2, N_PARTS, 32, 32), i=torch.zeros(2, dtype=torch.long)), ValueError,
+     "expects 3-channel images (B, 3, H, W) but got 1 channel (2, 1, 32, 32): repeat gray images to RGB with "
+     "x.expand(-1, 3, -1, -1)"),
+    ("style content smaller than the deepest layer", lambda: _stylize(content=torch.rand(1, 3, 4, 4)), ValueError,
+     "the content image is 4×4 pixels, too small for layer 'conv_4_3', which needs at least 8×8"),
+    ("style content too small after input_pool", lambda: _stylize(content=torch.rand(1, 3, 12, 12), input_pool=2),
+     ValueError, "needs at least 16×16 (8×8 after input_pool=2)"),
+    ("VGG features of a tiny image", lambda: _vgg()(torch.rand(1, 3, 4, 6)), ValueError,
+     "layer 'conv_4_3' comes after 3 poolings that halve the image, so it needs images of at least 8×8 pixels; "
+     "got 4×6"),
+    ("point pairs below the depth map", lambda: gather_pairs(torch.rand(1, 1, 8, 8), _pairs(9, 2, 3, 3)), ValueError,
+     "rows y in [3, 9], columns x in [2, 3], images b in [0, 0], but the map is 1 image(s) of 8×8"),
+    ("point pairs with negative coordinates", lambda: gather_pairs(torch.rand(2, 1, 8, 8), _pairs(1, -1, 3, 3)),
+     ValueError, "columns x in [-1, 3]"),
+    ("point pairs of a missing image", lambda: gather_pairs(torch.rand(1, 1, 8, 8), _pairs(1, 1, 3, 3, b=1)),
+     ValueError, "images b in [1, 1], but the map is 1 image(s)"),
+    ("hourglass trained on one 16x16 image", lambda: Hourglass(HourglassConfig(width=0.25))(torch.rand(1, 3, 16, 16)),
+     ValueError, "batch norm needs >= 2 images in train mode"),
+    ("clip batches of size 0", lambda: clip_batches(torch.rand(2, 4, 1, 8, 8), batch_size=0), ValueError,
+     "batch_size must be a positive int"),
 ]
 
 
@@ -166,6 +201,32 @@ def test_a_clip_mixing_gray_and_colour_says_how_to_fix_it(tmp_path):
     with pytest.raises(ValueError, match="mix gray and colour.*channels=1 or channels=3"):
         ds[0]
     assert FrameFolderDataset(tmp_path, marker=None, script="(test)", channels=3)[0].shape == (2, 3, 8, 8)
+
+
+def test_an_image_folder_of_mixed_sizes_asks_for_size(tmp_path):
+    for name, shape in (("a.png", (8, 8, 3)), ("b.png", (8, 8, 3)), ("sub/c.png", (12, 10, 3))):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros(shape, np.uint8)).save(tmp_path / name)
+    with pytest.raises(ValueError, match=r"a\.png is 8×8 but sub/c\.png is 12×10 \(H×W\).*pass size= .*size=8"):
+        ImageFolderDataset(tmp_path, marker=None)
+    assert ImageFolderDataset(tmp_path, marker=None, size=8)[2].shape == (3, 8, 8)
+
+
+def test_valid_inputs_next_to_the_new_checks_still_run():
+    cell = ConvLSTMCell(3, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h, _ = cell(torch.rand(1, 3, 8, 8, dtype=torch.bfloat16))
+    assert h.shape == (1, 4, 8, 8)
+    assert ConvLSTMCell(3, 4).double()(torch.rand(1, 3, 8, 8, dtype=torch.float64))[0].dtype == torch.float64
+    net = Hourglass(HourglassConfig(width=0.25))
+    assert net(torch.rand(2, 3, 16, 16)).shape == (2, 1, 16, 16)  # two images: batch norm has two values
+    assert net(torch.rand(1, 3, 32, 32)).shape == (1, 1, 32, 32)  # one image with a 2x2 innermost level
+    assert net.eval()(torch.rand(1, 3, 16, 16)).shape == (1, 1, 16, 16)
+    z = torch.rand(1, 1, 8, 8)
+    z_x, z_y, _ = gather_pairs(z, _pairs(7, 0, 0, 7))
+    assert float(z_x) == float(z[0, 0, 7, 0]) and float(z_y) == float(z[0, 0, 0, 7])
+    assert _vgg()(torch.rand(1, 3, 8, 8))["conv_4_3"].shape == (1, 512, 1, 1)
+    assert VAEGANDiscriminator()(torch.rand(2, 3, 64, 64)).shape == (2,)
 
 
 def test_a_label_table_cannot_point_outside_its_folder(tmp_path):

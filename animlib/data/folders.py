@@ -320,12 +320,35 @@ class FrameFolderDataset(Dataset):
         return clip
 
 
+def _check_one_size(paths: Sequence[Path], root: Path) -> None:
+    """Refuse images of different sizes (batches need one size), reading only the file headers."""
+    from PIL import Image
+
+    first = None
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except Exception:  # unreadable here: load_image names the file when the item is read
+            continue
+        if first is None:
+            first = (path, h, w)
+        elif (h, w) != first[1:]:
+            a, b = (p.relative_to(root).as_posix() for p in (first[0], path))
+            raise ValueError(
+                f"the images under {root} differ in size: {a} is {first[1]}×{first[2]} but {b} is {h}×{w} "
+                "(H×W), and a batch needs one size; pass size= to resize them all, e.g. "
+                f"size={first[1]} (square) or size=({first[1]}, {first[2]})"
+            )
+
+
 class ImageFolderDataset(Dataset):
     """Images in a flat or nested folder, optionally labelled by a table the data script wrote.
 
     Args:
         root: the prepared folder (with the ``PREPARED`` marker unless ``marker=None``).
-        size: resize to ``size`` (int = square, or ``(H, W)``); ``None`` keeps the stored size.
+        size: resize to ``size`` (int = square, or ``(H, W)``); ``None`` keeps the stored size, which
+            must then be the same for every image (checked from the file headers).
         channels: ``1`` gray, ``3`` RGB, ``None`` as stored.
         labels: CSV/JSON table relative to ``root`` with a ``path`` column (image path relative to
             ``root``) and ``label_column``; only listed images are used, in the table's order, and items
@@ -380,6 +403,8 @@ class ImageFolderDataset(Dataset):
             )
         if not self.paths:
             raise FileNotFoundError(f"No images were found under {self.root}.")
+        if size is None:
+            _check_one_size(self.paths, self.root)
 
     def __len__(self) -> int:
         return len(self.paths)
