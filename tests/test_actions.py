@@ -161,18 +161,10 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
 
 
 def _fake_weizmann(root, names, frames):
-    """A prepared Weizmann folder of random 40×40 gray frames, one clip folder per name."""
-    import imageio.v3 as iio
+    """A prepared Weizmann folder in weizmann.py's layout (40×40 gray frames), one clip folder per name."""
+    from animlib.data.fake_prepared import write_fake_weizmann
 
-    from animlib.data.download import PREPARED_MARKER
-
-    rng = np.random.default_rng(0)
-    for name in names:
-        d = root / name
-        d.mkdir()
-        for t in range(frames):
-            iio.imwrite(d / f"{t:05d}.png", rng.integers(0, 255, (40, 40), dtype=np.uint8))
-    (root / PREPARED_MARKER).write_text("ok")
+    return write_fake_weizmann(root, names=names, frames=frames, size=40)
 
 
 def test_weizmann_benchmark_on_a_fake_prepared_folder(tmp_path):

@@ -9,6 +9,9 @@
   IMDB-WIKI, VoxCeleb, Weizmann) and your own cinemagraph clips.
 - :mod:`animlib.data.folders`: :class:`FrameFolderDataset`, :class:`ImageFolderDataset` and
   :func:`require_prepared` for the folders the data scripts write.
+- :mod:`animlib.data.fake_prepared`: small fake folders in each data script's exact output format
+  (plus chapter 1's clip folder and chapter 3's photo folder), for tests and rehearsals of the
+  ``full`` profile; ``python -m animlib.data.fake_prepared OUT`` writes them all.
 
 The folder datasets are imported on first use, so that the data scripts (which import only the
 download layer) start without loading PyTorch.
@@ -49,8 +52,8 @@ __all__ = [
 
 
 #: Submodules loaded on first attribute access (``animlib.data.rings``).
-_SUBMODULES = ("actions", "blobs", "depth_scenes", "download", "faces", "folders", "images", "landmarks", "prepared", "rings",
-               "scenes")
+_SUBMODULES = ("actions", "blobs", "depth_scenes", "download", "faces", "fake_prepared", "folders", "images", "landmarks",
+               "prepared", "rings", "scenes")
 
 
 def __getattr__(name: str) -> Any:
