@@ -116,9 +116,9 @@ def labelled_clip_batches(
         start = torch.randint(0, T_all - frames + 1, (batch_size,), generator=g)
         batch = clips[idx[:, None], start[:, None] + torch.arange(frames)[None, :]]  # (B, T, C, H, W)
         if flip:
-            m = torch.rand(batch_size, generator=g) < 0.5
+            m = (torch.rand(batch_size, generator=g) < 0.5).to(batch.device)  # drawn on the host
             batch = torch.where(m[:, None, None, None, None], batch.flip(-1), batch)
-        return batch, labels[idx]
+        return batch, labels[idx.to(labels.device)]
 
     return data
 

@@ -50,7 +50,8 @@ from torch import nn
 from .convlstm import ConvLSTMCell
 from .data.scenes import SceneConfig
 from .engine import Trainer
-from .gan import alternating_step, d_loss_bce
+from .gan import alternating_step, check_image_channels, d_loss_bce
+from .rehearsal import cap_phase
 from .rl import EpisodeReplay, bellman_targets, epsilon_greedy, sync_target
 from .runtime import ProfileSettings
 
@@ -315,6 +316,7 @@ class FrameDiscriminator(nn.Module):
 
     def __init__(self, channels: int = 3, widths: Sequence[int] = (32, 64, 128)):
         super().__init__()
+        self.channels = channels
         layers, cin = [], channels
         for w in widths:
             layers += [nn.Conv2d(cin, w, 4, 2, 1), nn.LeakyReLU(0.2)]
@@ -327,6 +329,7 @@ class FrameDiscriminator(nn.Module):
         if x.dim() != 4:
             raise ValueError(f"FrameDiscriminator expects frames (B, C, H, W), got {tuple(x.shape)}; "
                              "flatten clips with x.flatten(0, 1)")
+        check_image_channels(x, self.channels, "FrameDiscriminator", "FrameDiscriminator(channels={c})")
         return self.head(self.features(x).mean((2, 3))).squeeze(1)  # (B,)
 
 
@@ -435,7 +438,7 @@ def _targets(batch: Dict[str, torch.Tensor], n_frames: int) -> torch.Tensor:
     """Targets ``y_1..y_n`` of a looping clip: frames ``1..T-1`` then frame 0 again (loop closure)."""
     frames = batch["frames"]  # (B, T, C, H, W)
     T = frames.shape[1]
-    idx = torch.arange(1, n_frames + 1) % T
+    idx = torch.arange(1, n_frames + 1, device=frames.device) % T
     return frames[:, idx]  # (B, n, C, H, W)
 
 
@@ -463,9 +466,9 @@ class GeneratorStep:
         target = _targets(batch, n)  # (B, n, C, H, W)
         G = trainer.models[gen]
         use_d = disc in trainer.models and adv_weight > 0
-        idx = torch.arange(n)
-        if use_d and disc_frames is not None and disc_frames < n:
-            idx = torch.randperm(n)[:disc_frames].sort().values
+        idx = torch.arange(n, device=frames.device)
+        if use_d and disc_frames is not None and disc_frames < n:  # drawn on the host's generator, as always
+            idx = torch.randperm(n)[:disc_frames].sort().values.to(frames.device)
         out: Dict[str, torch.Tensor] = {}
 
         def generate():
@@ -543,6 +546,9 @@ class DRQNStep:
         schedule, target_net, model, disc, generator = self.schedule, self.target_net, self.model, self.disc, self.generator
         net: CinemagraphDRQN = trainer.models[model]
         frames, labels = batch["frames"], batch["label"]
+        p = next(target_net.parameters(), None)
+        if p is not None and p.device != frames.device:  # made before the trainer moved the DRQN to its device
+            target_net.to(frames.device)
         B, T = frames.shape[:2]
         n = T
         target = _targets(batch, n)  # (B, n, C, H, W)
@@ -551,16 +557,17 @@ class DRQNStep:
         if schedule.replay_capacity > 0 and self.replay is None:
             self.replay = EpisodeReplay(schedule.replay_capacity, n, tuple(frames.shape[2:]), torch.float16)
         it = trainer.step
+        warmup = cap_phase(schedule.warmup)  # (a rehearsal with a few steps still reaches Q-learning)
         loss = torch.zeros((), device=frames.device)
         metrics: Dict[str, Any] = {}
-        if it < schedule.warmup or (it - schedule.warmup) % max(1, schedule.teacher_every) == 0:
+        if it < warmup or (it - warmup) % max(1, schedule.teacher_every) == 0:
             with trainer.autocast():
                 out = net.rollout(frames[:, 0], n, policy=teacher)
             gen_mse = F.mse_loss(out["frames"].float(), target)
             loss = loss + schedule.teacher_weight * gen_mse
             metrics["mse"] = gen_mse.detach()
-        if it >= schedule.warmup:
-            k = it - schedule.warmup
+        if it >= warmup:
+            k = it - warmup
             eps = schedule.eps_end + (schedule.eps_start - schedule.eps_end) * max(0.0, 1 - k / schedule.eps_steps)
             replaying = self.replay is not None and schedule.replay_batch > 0
             # with an episode memory the fresh rollout only acts (no graph); the update comes from replay
@@ -605,9 +612,9 @@ class DRQNStep:
                 fake_l = trainer.models[disc](gen.flatten(0, 1))
                 trainer.optimize(d_loss_bce(real_l.float(), fake_l.float()), disc)
         trainer.optimize(loss, model)
-        if it >= schedule.warmup:
+        if it >= warmup:
             sync_target(target_net, net, schedule.target_tau)
-        elif it == schedule.warmup - 1:
+        elif it == warmup - 1:
             sync_target(target_net, net, 1.0)
         metrics["loss"] = loss.detach()
         return metrics
@@ -620,10 +627,11 @@ def drqn_lr_schedule(optimizer: torch.optim.Optimizer, schedule: DRQNSchedule, t
     Q-learning targets move as the network learns; a shrinking step size damps the oscillations
     of the greedy policy late in training (stepped once per iteration by the trainer).
     """
-    span = max(1, total_steps - schedule.warmup)
+    warmup = cap_phase(schedule.warmup)
+    span = max(1, total_steps - warmup)
 
     def factor(k: int) -> float:
-        return 1.0 if k < schedule.warmup else max(floor, 1.0 - (1.0 - floor) * (k - schedule.warmup) / span)
+        return 1.0 if k < warmup else max(floor, 1.0 - (1.0 - floor) * (k - warmup) / span)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -767,7 +775,7 @@ def best_matching_accuracy(pred: torch.Tensor, true: torch.Tensor, num_classes: 
 
     Returns ``(accuracy, mapping)`` with ``mapping[action] = class``.
     """
-    p, t = pred.flatten().long().numpy(), true.flatten().long().numpy()
+    p, t = pred.flatten().long().cpu().numpy(), true.flatten().long().cpu().numpy()
     counts = np.zeros((num_classes, num_classes))
     np.add.at(counts, (p, t), 1)
     rows, cols = linear_sum_assignment(-counts)

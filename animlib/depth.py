@@ -176,6 +176,11 @@ def sample_point_pairs(
         raise ValueError(f"equal_ratio must be >= 1, got {equal_ratio}")
     B, _, H, W = depth.shape
     dev = depth.device
+    gdev = generator.device if generator is not None else dev  # a seeded CPU generator draws on the CPU
+
+    def draw(low: int, high: int, n: int) -> torch.Tensor:
+        return torch.randint(low, high, (n,), generator=generator, device=gdev).to(dev)
+
     parts: List[PointPairs] = []
     r = int(math.floor(max_distance)) if max_distance is not None else 0
     for bi in range(B):
@@ -199,15 +204,15 @@ def sample_point_pairs(
             if need <= 0:
                 break
             m_draw = int(min(1_000_000, max(64, 2 * need / max(accept, 1e-4))))
-            a = idx[torch.randint(n_valid, (m_draw,), generator=generator, device=dev)]
+            a = idx[draw(0, n_valid, m_draw)]
             ay, ax = a // W, a % W
             if max_distance is None:
-                bb = idx[torch.randint(n_valid, (m_draw,), generator=generator, device=dev)]
+                bb = idx[draw(0, n_valid, m_draw)]
                 by, bx = bb // W, bb % W
                 ok = bb != a
             else:
-                dy = torch.randint(-r, r + 1, (m_draw,), generator=generator, device=dev)
-                dx = torch.randint(-r, r + 1, (m_draw,), generator=generator, device=dev)
+                dy = draw(-r, r + 1, m_draw)
+                dx = draw(-r, r + 1, m_draw)
                 by, bx = ay + dy, ax + dx
                 ok = (dy * dy + dx * dx <= max_distance**2) & ((dy != 0) | (dx != 0))
                 ok &= (by >= 0) & (by < H) & (bx >= 0) & (bx < W)
@@ -259,9 +264,27 @@ def training_pairs(depth: torch.Tensor, valid: Optional[torch.Tensor] = None, n_
     return PointPairs.cat([near, far])
 
 
+def _check_pairs_inside(pairs: PointPairs, b: int, h: int, w: int) -> None:
+    """Refuse pairs whose coordinates fall outside a ``(b, 1, h, w)`` map (negative ones would wrap)."""
+    if len(pairs) == 0:
+        return
+    parts = (pairs.b, pairs.ya, pairs.yb, pairs.xa, pairs.xb)
+    lo_b, lo_ya, lo_yb, lo_xa, lo_xb, hi_b, hi_ya, hi_yb, hi_xa, hi_xb = torch.stack(
+        [t.min() for t in parts] + [t.max() for t in parts]).tolist()  # one transfer
+    y, x = (min(lo_ya, lo_yb), max(hi_ya, hi_yb)), (min(lo_xa, lo_xb), max(hi_xa, hi_xb))
+    if lo_b >= 0 and hi_b < b and y[0] >= 0 and y[1] < h and x[0] >= 0 and x[1] < w:
+        return
+    raise ValueError(
+        f"point pairs reach outside the depth map: rows y in [{y[0]}, {y[1]}], columns x in [{x[0]}, {x[1]}], "
+        f"images b in [{lo_b}, {hi_b}], but the map is {b} image(s) of {h}×{w} (y in [0, {h - 1}], "
+        f"x in [0, {w - 1}]): sample the pairs on depth of the predicted map's size, or rescale their coordinates"
+    )
+
+
 def gather_pairs(z: torch.Tensor, pairs: PointPairs) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Values of a depth map ``z`` ``(B, 1, H, W)`` at both points: ``(z_x, z_y, relation)``."""
     z = _as_depth_map(z, "z")
+    _check_pairs_inside(pairs, z.shape[0], z.shape[-2], z.shape[-1])
     p = pairs.to(z.device)
     z2 = z[:, 0]
     return z2[p.b, p.ya, p.xa], z2[p.b, p.yb, p.xb], p.relation
@@ -547,6 +570,12 @@ class Hourglass(nn.Module):
             raise ValueError(
                 f"height and width must be multiples of {self.multiple} (four 2x poolings), got {h}x{w}; "
                 "resize or crop the image (e.g. 224x288 as in the source)"
+            )
+        if self.training and self.config.batch_norm and x.shape[0] * (h // self.multiple) * (w // self.multiple) == 1:
+            raise ValueError(
+                f"batch norm needs >= 2 images in train mode at {h}x{w}: the innermost level is 1x1, so a batch of "
+                f"{x.shape[0]} leaves one value per channel; train with batch >= 2 (or larger images), or call "
+                "model.eval() to predict"
             )
         x = (x * 2 - 1).contiguous(memory_format=torch.channels_last)  # NHWC: ~1.5x faster convs on CPUs
         z = self.head(self.body(self.stem(x)))  # (B, 1, H, W)

@@ -10,7 +10,7 @@ reads from a generated frame with the driver's motion and the photo's identity s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple, Union
+from typing import Callable, Dict, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,8 @@ from .data.faces import (
 )
 from .engine import Trainer, batched_inference
 
-__all__ = ["FaceRegressorConfig", "FaceParamRegressor", "train_face_regressor", "motion_correlations"]
+__all__ = ["FaceRegressorConfig", "FaceParamRegressor", "train_face_regressor", "regressor_batches",
+           "motion_correlations"]
 
 
 @dataclass
@@ -108,20 +109,14 @@ def train_face_regressor(
 
     Each step renders a new batch (so it never overfits), blurs it randomly (:func:`random_blur`)
     and adds a little noise; the loss is the MSE on all 13 parameters in [0, 1]. Returns the model
-    in eval mode.
+    in eval mode. The batches are made on the training device (:func:`regressor_batches`): the host
+    only draws the faces' parameters.
     """
     cfg = config or FaceRegressorConfig(image_size=size)
     torch.manual_seed(seed)
     model = FaceParamRegressor(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
-    g = _generator(seed + 7919)
-
-    def data(step: int):
-        ident, mot = sample_identity(batch_size, g), sample_motion(batch_size, g)
-        x = random_blur(render_faces(ident, mot, size), generator=g)
-        x = (x + 0.02 * torch.randn(x.shape, generator=g)).clamp(0, 1)
-        return x, ident, motion_to_unit(mot)
 
     def step_fn(t, batch):
         x, ident, mot_u = batch
@@ -133,8 +128,41 @@ def train_face_regressor(
 
     trainer = Trainer({"model": model}, {"model": opt}, step_fn, schedulers={"model": sched}, device=device,
                       amp=amp, progress=progress, desc="face regressor")
-    trainer.fit(data, steps)
+    trainer.fit(regressor_batches(size, batch_size, seed, trainer.device), steps)
     return model.eval()
+
+
+def regressor_batches(size: int, batch_size: int, seed: int = 0,
+                      device: Union[str, torch.device] = "cpu") -> Callable[[int], Tuple[torch.Tensor, ...]]:
+    """What :func:`train_face_regressor` trains on: ``data(step) -> (images, identity, motion in [0, 1])``.
+
+    Each call draws ``batch_size`` identities and motions and the blur widths on a CPU generator
+    seeded from ``seed``, then renders, blurs and noises the faces on ``device``; everything it
+    returns lives there. On the CPU the noise comes from the same generator (the numbers do not
+    depend on the machine); on another device it is drawn there, from that device's generator
+    (seeded from ``seed``), so that nothing image-sized is made on the host.
+    """
+    dev = torch.device(device)
+    g = _generator(seed + 7919)
+    noise_g = None
+    if dev.type != "cpu":
+        try:
+            noise_g = torch.Generator(device=dev).manual_seed(seed + 7919)
+        except RuntimeError:  # a device without generators of its own: its default one
+            noise_g = None
+
+    def data(step: int) -> Tuple[torch.Tensor, ...]:
+        ident = sample_identity(batch_size, g).to(dev, non_blocking=True)
+        mot = sample_motion(batch_size, g).to(dev, non_blocking=True)
+        x = random_blur(render_faces(ident, mot, size), generator=g)
+        if dev.type == "cpu":
+            noise = torch.randn(x.shape, generator=g)
+        else:
+            noise = torch.randn(x.shape, generator=noise_g, device=dev)
+        x = (x + 0.02 * noise).clamp(0, 1)
+        return x, ident, motion_to_unit(mot)
+
+    return data
 
 
 def motion_correlations(read: torch.Tensor, true: torch.Tensor) -> Dict[str, float]:

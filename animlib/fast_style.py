@@ -212,12 +212,13 @@ def random_crops(
     return torch.cat(out)  # (batch, 3, size, size)
 
 
-def _training_batches(images: Any, image_size: int, batch_size: int, seed: int) -> Any:
+def _training_batches(images: Any, image_size: int, batch_size: int, seed: int, device=None) -> Any:
     """What :func:`train_fast_style` feeds the trainer: random crops of a pool of images, or ``images`` itself.
 
     A pool (a tensor, or a list of ``(3, H, W)`` tensors) becomes ``data(step)``: ``batch_size`` crops
-    seeded by ``(seed, step)``, so resumed runs see the same batches. Anything else (a DataLoader, an
-    iterable of batches, a callable) is passed through.
+    seeded by ``(seed, step)``, so resumed runs see the same batches. The pool is kept on ``device``
+    (default: the CPU), where the crops are cut and resized; only the crop positions are drawn on the
+    host. Anything else (a DataLoader, an iterable of batches, a callable) is passed through.
     """
     is_pool = (isinstance(images, Tensor) and images.dim() in (3, 4)) or (
         isinstance(images, (list, tuple))
@@ -230,7 +231,8 @@ def _training_batches(images: Any, image_size: int, batch_size: int, seed: int) 
         pool = list(images.unbind(0)) if images.dim() == 4 else [images]
     else:
         pool = list(images)
-    pool = [im.float().cpu() for im in pool]
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    pool = [im.float().to(dev) for im in pool]
 
     def data(step: int) -> Tensor:
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -295,7 +297,7 @@ def train_fast_style(
             fs = extractor(style.to(dev).float(), style_layers)
         style_targets = {n: gram_matrix(fs[n]) for n in style_layers}  # (1, C, C)
 
-    data = _training_batches(images, image_size, batch_size, seed)
+    data = _training_batches(images, image_size, batch_size, seed, dev)
 
     def step_fn(t: Trainer, y: Any) -> Dict[str, Tensor]:
         if isinstance(y, (list, tuple)):  # e.g. (images, labels) from a DataLoader

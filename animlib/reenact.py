@@ -38,7 +38,7 @@ from torch import nn
 from .data.faces import _generator, face_landmarks, render_faces, sample_identity, sample_motion
 from .data.landmarks import PARTS, interocular_distance, rasterize_landmarks
 from .engine import Trainer
-from .gan import get_gan_loss, spectral_norm_all
+from .gan import check_image_channels, get_gan_loss, spectral_norm_all
 from .runtime import ProfileSettings
 
 __all__ = [
@@ -54,6 +54,8 @@ __all__ = [
     "relative_landmarks",
     "neutral_motion",
     "FacePool",
+    "FinetuneStep",
+    "HeldTensor",
     "ReenactStep",
     "WarpStep",
     "meta_train",
@@ -65,6 +67,9 @@ __all__ = [
 ]
 
 N_PARTS = len(PARTS)
+#: A :class:`FacePool` up to this size is rendered once and kept as bytes; a larger one renders each
+#: episode when drawn (on the training device).
+POOL_CACHE_BYTES = 2 * 2**30
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,6 +263,7 @@ class ProjectionDiscriminator(nn.Module):
                 w: torch.Tensor | None = None) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         if (i is None) == (w is None):
             raise ValueError("give the identity as exactly one of i= (training indices) or w= (a vector)")
+        check_image_channels(x, 3, "ProjectionDiscriminator", None)
         h, feats = torch.cat([x * 2 - 1, y], 1), []
         for block in self.blocks:
             h = block(h)
@@ -362,15 +368,21 @@ def neutral_motion(n: int) -> torch.Tensor:
 # data: a pool of identities, each seen in several poses, rendered once
 # ----------------------------------------------------------------------------------------------
 class FacePool:
-    """``n_ids`` synthetic identities × ``n_poses`` random poses, with landmarks, rendered once.
+    """``n_ids`` synthetic identities × ``n_poses`` random poses, with landmarks.
 
-    ``images`` (n_ids, n_poses, 3, S, S) and ``lm_images`` (n_ids, n_poses, P, S, S) are stored as
-    bytes (4× less memory); ``identity`` (n_ids, 8), ``motion`` (n_ids, n_poses, 5) and
-    ``landmarks`` (n_ids, n_poses, 68, 2) are the exact ground truth. :meth:`batch` draws Zakharov's
-    episodes: K source frames and one more target frame of the same identity.
+    ``identity`` (n_ids, 8), ``motion`` (n_ids, n_poses, 5) and ``landmarks`` (n_ids, n_poses, 68, 2)
+    are the exact ground truth. A pool that fits in :data:`POOL_CACHE_BYTES` (the quick profile's
+    does) is rendered once and kept as bytes (4× less memory than floats): ``images`` (n_ids,
+    n_poses, 3, S, S) and ``lm_images`` (n_ids, n_poses, P, S, S). A larger one (the full profile's
+    20 000 identities at 128 px would take 26 GB) keeps only the ground truth and renders each
+    episode's frames when they are drawn, on ``device``, where a GPU renders a batch in
+    milliseconds; ``images`` and ``lm_images`` are then None. Both give the same pixels.
+    :meth:`batch` draws Zakharov's episodes: K source frames and one more target frame of the same
+    identity; :meth:`frames` single frames.
     """
 
-    def __init__(self, n_ids: int, n_poses: int, size: int, seed: int = 0, device=None):
+    def __init__(self, n_ids: int, n_poses: int, size: int, seed: int = 0, device=None,
+                 cache: Optional[bool] = None):
         if n_ids < 1 or n_poses < 2:
             raise ValueError(f"need n_ids >= 1 identities with n_poses >= 2 poses each; got {n_ids}, {n_poses}")
         g = _generator(seed)
@@ -379,17 +391,36 @@ class FacePool:
         self.motion = sample_motion(n_ids * n_poses, g).view(n_ids, n_poses, 5)
         ident = self.identity.repeat_interleave(n_poses, 0)
         mot = self.motion.reshape(-1, 5)
-        dev = torch.device(device) if device is not None else torch.device("cpu")
+        self.render_device = dev = torch.device(device) if device is not None else torch.device("cpu")
+        self.nbytes = n_ids * n_poses * (3 + N_PARTS) * size * size  # rendered and kept as bytes
+        self.cached = self.nbytes <= POOL_CACHE_BYTES if cache is None else bool(cache)
         imgs, lms, pts = [], [], []
         for a in range(0, ident.shape[0], 2048):
             i, m = ident[a : a + 2048].to(dev), mot[a : a + 2048].to(dev)
             p = face_landmarks(i, m)
-            imgs.append(_to_bytes(render_faces(i, m, size)).cpu())
-            lms.append(_to_bytes(rasterize_landmarks(p, size)).cpu())
+            if self.cached:
+                imgs.append(_to_bytes(render_faces(i, m, size)).cpu())
+                lms.append(_to_bytes(rasterize_landmarks(p, size)).cpu())
             pts.append(p.cpu())
-        self.images = torch.cat(imgs).view(n_ids, n_poses, 3, size, size)
-        self.lm_images = torch.cat(lms).view(n_ids, n_poses, N_PARTS, size, size)
         self.landmarks = torch.cat(pts).view(n_ids, n_poses, 68, 2)
+        self.images = torch.cat(imgs).view(n_ids, n_poses, 3, size, size) if self.cached else None
+        self.lm_images = torch.cat(lms).view(n_ids, n_poses, N_PARTS, size, size) if self.cached else None
+
+    def _render(self, ids: torch.Tensor, poses: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frames and landmark images (bytes, on the render device) of identities ``ids`` in ``poses``."""
+        shape = ids.shape
+        i = self.identity[ids.reshape(-1)].to(self.render_device)
+        m = self.motion[ids.reshape(-1), poses.reshape(-1)].to(self.render_device)
+        p = self.landmarks[ids.reshape(-1), poses.reshape(-1)].to(self.render_device)
+        s = self.size
+        frames = _to_bytes(render_faces(i, m, s)).view(*shape, 3, s, s)
+        return frames, _to_bytes(rasterize_landmarks(p, s)).view(*shape, N_PARTS, s, s)
+
+    def frames(self, index: torch.Tensor) -> torch.Tensor:
+        """Single frames as bytes ``(len(index), 3, S, S)``, by flat index ``identity * n_poses + pose``."""
+        if self.cached:
+            return self.images.flatten(0, 1)[index]
+        return self._render(index // self.n_poses, index % self.n_poses)[0]
 
     @classmethod
     def from_tracks(cls, images: torch.Tensor, points: torch.Tensor) -> FacePool:
@@ -406,6 +437,8 @@ class FacePool:
             raise ValueError(f"each track needs at least 2 frames, got {n_poses}")
         pool = cls.__new__(cls)
         pool.size, pool.n_ids, pool.n_poses = size, n_ids, n_poses
+        pool.render_device, pool.cached = images.device, True
+        pool.nbytes = n_ids * n_poses * (3 + N_PARTS) * size * size
         pool.identity = torch.full((n_ids, 8), float("nan"))
         pool.motion = torch.full((n_ids, n_poses, 5), float("nan"))
         pool.images = _to_bytes(images)
@@ -415,15 +448,39 @@ class FacePool:
         return pool
 
     def batch(self, batch_size: int, k: int, generator: torch.Generator,
-              ids: torch.Tensor | None = None) -> Tuple[torch.Tensor, ...]:
-        """``(src (B, K, 3, S, S), src_lm (B, K, P, S, S), tgt (B, 3, S, S), tgt_lm (B, P, S, S), idx (B,))``."""
+              ids: torch.Tensor | None = None, device=None) -> Tuple[torch.Tensor, ...]:
+        """``(src (B, K, 3, S, S), src_lm (B, K, P, S, S), tgt (B, 3, S, S), tgt_lm (B, P, S, S), idx (B,))``.
+
+        The frames are drawn and gathered on the host as bytes (:meth:`gather`); ``device``
+        (default: the CPU) is where they become floats and where everything returned lives, so a
+        GPU receives a quarter of the bytes and converts them itself.
+        """
+        frames, lm, idx = self.gather(batch_size, k, generator, ids)
+        dev = torch.device(device) if device is not None else (self.images.device if self.cached else frames.device)
+        x = _from_bytes(frames.to(dev, non_blocking=True))
+        y = _from_bytes(lm.to(dev, non_blocking=True))
+        return x[:, :k], y[:, :k], x[:, k], y[:, k], idx.to(dev)
+
+    def gather(self, batch_size: int, k: int, generator: torch.Generator,
+               ids: torch.Tensor | None = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The host's part of :meth:`batch`: ``(frames (B, K+1, 3, S, S), landmark images (B, K+1, P, S, S),
+        idx (B,))`` as stored (bytes), K source frames and then the target of ``batch_size`` identities
+        (``ids``, or drawn on ``generator``)."""
         if k + 1 > self.n_poses:
             raise ValueError(f"K={k} source frames plus a target need n_poses >= {k + 1}; this pool has {self.n_poses}")
         idx = torch.randint(0, self.n_ids, (batch_size,), generator=generator) if ids is None else ids
         order = torch.rand(idx.shape[0], self.n_poses, generator=generator).argsort(1)[:, : k + 1]  # (B, K+1)
         rows = idx[:, None].expand_as(order)
-        x, y = _from_bytes(self.images[rows, order]), _from_bytes(self.lm_images[rows, order])
-        return x[:, :k], y[:, :k], x[:, k], y[:, k], idx
+        if not self.cached:  # rendered now, where the pool renders (the training device)
+            return (*self._render(rows, order), idx)
+        return self.images[rows, order], self.lm_images[rows, order], idx
+
+
+def _follow(module: nn.Module | None, device: torch.device) -> None:
+    """Move a frozen helper network (the perceptual loss's VGG) to where the training runs, once."""
+    p = next(module.parameters(), None) if module is not None else None
+    if p is not None and p.device != device:
+        module.to(device)
 
 
 def _to_bytes(x: torch.Tensor) -> torch.Tensor:
@@ -463,6 +520,7 @@ class ReenactStep:
     def __call__(self, trainer: Trainer, batch) -> Dict[str, torch.Tensor]:
         src, src_lm, tgt, tgt_lm, idx = batch
         E, G, D = trainer.models["e"], trainer.models["g"], trainer.models["d"]
+        _follow(self.vgg, tgt.device)
         d_loss_fn, g_loss_fn = get_gan_loss(self.loss)
         image_driver = trainer.raw_models["g"].config.driver == "image"
         with trainer.autocast():
@@ -498,9 +556,9 @@ class WarpStep:
         return {"loss": loss.detach()}
 
 
-def _pool_data(pool: FacePool, batch_size: int, k: int, seed: int):
+def _pool_data(pool: FacePool, batch_size: int, k: int, seed: int, device=None):
     g = _generator(seed)
-    return lambda step: pool.batch(batch_size, k, g)
+    return lambda step: pool.batch(batch_size, k, g, device=device)
 
 
 def meta_train(pool: FacePool, steps: int, *, config: ReenactConfig | None = None, batch_size: int = 16,
@@ -525,7 +583,7 @@ def meta_train(pool: FacePool, steps: int, *, config: ReenactConfig | None = Non
              for n, o in (("g", opt_g), ("d", opt_d))}
     trainer = Trainer({"e": E, "g": G, "d": D}, {"g": opt_g, "d": opt_d}, step or ReenactStep(), schedulers=sched,
                       device=device, amp=amp, progress=progress, desc=desc, **trainer_kwargs)
-    trainer.fit(_pool_data(pool, batch_size, k, seed + 1), steps)
+    trainer.fit(_pool_data(pool, batch_size, k, seed + 1, trainer.device), steps)
     for m in trainer.raw_models.values():
         m.eval()
     return trainer
@@ -541,7 +599,7 @@ def train_warp(pool: FacePool, steps: int, *, config: ReenactConfig | None = Non
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
     trainer = Trainer({"model": model}, {"model": opt}, WarpStep(), device=device, amp=amp, progress=progress,
                       desc="warp baseline", **trainer_kwargs)
-    trainer.fit(_pool_data(pool, batch_size, 1, seed + 1), steps)
+    trainer.fit(_pool_data(pool, batch_size, 1, seed + 1, trainer.device), steps)
     return model.eval()
 
 
@@ -566,32 +624,63 @@ def finetune(embedder: Embedder, generator: Generator, discriminator: Projection
     dev = next(generator.parameters()).device if device in (None, "auto") else torch.device(device)
     frames, lm_images = frames.to(dev), lm_images.to(dev)
     st = step or ReenactStep()
-    d_loss_fn, g_loss_fn = get_gan_loss(st.loss)
     with torch.no_grad():
         e = embedder.to(dev).eval()(frames[None], lm_images[None])  # (1, E)
     G, D = copy.deepcopy(generator).to(dev).train(), copy.deepcopy(discriminator).to(dev).train()
-    psi = nn.Parameter(G.adain_params(e).detach().clone())
-    w = nn.Parameter(e.detach().clone())
-    opt_g = torch.optim.Adam(list(G.parameters()) + [psi], lr=lr_g, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(list(D.parameters()) + [w], lr=lr_d, betas=(0.5, 0.999))
+    _follow(st.vgg, dev)
+    psi, w = HeldTensor(G.adain_params(e)), HeldTensor(e)  # ψ' and the discriminator's w', trained here
+    opt_g = torch.optim.Adam(list(G.parameters()) + [psi.value], lr=lr_g, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(list(D.parameters()) + [w.value], lr=lr_d, betas=(0.5, 0.999))
     g = _generator(seed)
-    image_driver = G.config.driver == "image"
-    for _ in range(steps):
+
+    def shots(_step: int):
         j = torch.randint(0, frames.shape[0], (batch_size,), generator=g).to(dev)
-        x, y = frames[j], lm_images[j]
-        fake = G(x if image_driver else y, psi=psi)
+        return frames[j], lm_images[j]
+
+    trainer = Trainer({"g": G, "d": D, "psi": psi, "w": w}, {"g": opt_g, "d": opt_d},
+                      FinetuneStep(st, image_driver=G.config.driver == "image"), device=dev, progress=progress,
+                      desc="fine-tune", shard_batches=False)
+    trainer.fit(shots, steps)
+    return G.eval(), psi.value.detach()
+
+
+class HeldTensor(nn.Module):
+    """A tensor trained as a parameter of its own (fine-tuning's ψ' and w'), so the engine holds it."""
+
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.value = nn.Parameter(value.detach().clone())
+
+
+@dataclass
+class FinetuneStep:
+    """One step of few-shot fine-tuning (Zakharov's second stage) for the engine.
+
+    Models ``"g"`` (the generator copy), ``"d"`` (the discriminator copy), ``"psi"`` and ``"w"``
+    (:class:`HeldTensor`); optimisers ``"g"`` (G and ψ') and ``"d"`` (D and w'). Batch: K-shot frames
+    and their landmark images. D step on the hinge loss, then G step on
+    ``cnt · L_CNT + adv · (−r) + fm · L_FM`` (no L_MCH).
+    """
+
+    step: ReenactStep
+    image_driver: bool = False
+
+    def __call__(self, t: Trainer, batch) -> Dict[str, torch.Tensor]:
+        st = self.step
+        d_loss_fn, g_loss_fn = get_gan_loss(st.loss)
+        x, y = batch
+        G, D = t.models["g"], t.models["d"]
+        psi, w = t.models["psi"].value, t.models["w"].value
+        fake = G(x if self.image_driver else y, psi=psi)
         r_real, f_real = D(x, y, w=w)
         r_fake, _ = D(fake.detach(), y, w=w)
-        opt_d.zero_grad(set_to_none=True)
-        d_loss_fn(r_real, r_fake).backward()
-        opt_d.step()
+        d_loss = d_loss_fn(r_real, r_fake)
+        t.optimize(d_loss, "d")
         r_gen, f_gen = D(fake, y, w=w)
         g_loss = (st.cnt * content_loss(fake, x, vgg=st.vgg, vgg_weight=st.vgg_weight) + st.adv * g_loss_fn(r_gen)
                   + st.fm * feature_matching_loss(f_gen, [f.detach() for f in f_real]))
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-    return G.eval(), psi.detach()
+        t.optimize(g_loss, "g")
+        return {"loss": g_loss.detach(), "d_loss": d_loss.detach()}
 
 
 @torch.no_grad()

@@ -300,7 +300,7 @@ def match_color(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
     and nothing about texture, which makes it the trivial baseline a style transfer must beat.
     """
     c = _as_batch(content, "content").float()
-    s = _as_batch(style, "style").float()
+    s = _as_batch(style, "style").float().to(c.device)
     if s.shape[0] not in (1, c.shape[0]):
         raise ValueError("style must hold 1 image or as many as content")
     out = []
@@ -308,8 +308,8 @@ def match_color(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
         xc = c[k].reshape(3, -1)  # (3, N)
         xs = s[min(k, s.shape[0] - 1)].reshape(3, -1)
         mc, ms = xc.mean(1, keepdim=True), xs.mean(1, keepdim=True)
-        cc = torch.cov(xc) + eps * torch.eye(3)
-        cs = torch.cov(xs) + eps * torch.eye(3)
+        cc = torch.cov(xc) + eps * torch.eye(3, device=xc.device)
+        cs = torch.cov(xs) + eps * torch.eye(3, device=xs.device)
 
         def _sqrtm(m: Tensor, inverse: bool = False) -> Tensor:
             vals, vecs = torch.linalg.eigh(m.double())
@@ -593,6 +593,15 @@ def stylize(
     extra_losses = _checked_extra_losses(extra_losses)
     if not isinstance(input_pool, int) or input_pool < 1:
         raise ValueError(f"input_pool must be a positive int, got {input_pool!r}")
+    for what, img, layers in (("content", content, content_layers + style_layers), ("style", style, style_layers)):
+        deepest, side = extractor.min_image_size(layers) if layers else ("", 1)
+        if min(img.shape[-2:]) < side * input_pool:
+            pool = f" ({side}×{side} after input_pool={input_pool})" if input_pool > 1 else ""
+            raise ValueError(
+                f"the {what} image is {img.shape[-2]}×{img.shape[-1]} pixels, too small for layer {deepest!r}, which "
+                f"needs at least {side * input_pool}×{side * input_pool}{pool}: upscale the {what} image or use "
+                "shallower layers"
+            )
     if not isinstance(snapshot_every, int) or snapshot_every < 0:
         raise ValueError(f"snapshot_every must be an int >= 0 (0: no snapshots), got {snapshot_every!r}")
     content = content.to(dev).float()

@@ -37,6 +37,7 @@ Contents, helpers -> blocks -> models -> training -> anomaly scores:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Tuple, Union
 
@@ -509,6 +510,11 @@ def clip_batches(
     if clips.dim() != 5:
         raise ValueError(f"clips must be (N, T, C, H, W), got {tuple(clips.shape)}")
     N, T_all = clips.shape[:2]
+    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (clips drawn per step), got {batch_size!r}; "
+                         "e.g. batch_size=16")
+    if N == 0:
+        raise ValueError("clips holds no clips (N = 0): give at least one clip (N, T, C, H, W)")
     frames = frames or T_all
     if not 1 <= frames <= T_all:
         raise ValueError(f"frames={frames} must be between 1 and the clips' length {T_all}")
@@ -520,7 +526,7 @@ def clip_batches(
         win = torch.arange(frames)
         batch = clips[idx[:, None], start[:, None] + win[None, :]]  # (B, T, C, H, W)
         if flip:
-            m = torch.rand(batch_size, generator=g) < 0.5
+            m = (torch.rand(batch_size, generator=g) < 0.5).to(batch.device)  # drawn on the host
             batch = torch.where(m[:, None, None, None, None], batch.flip(-1), batch)
         return batch
 

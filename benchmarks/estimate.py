@@ -6,12 +6,18 @@ FLOPs of both with ``torch.utils.flop_counter.FlopCounterMode`` and keeps the di
 of one step, without the set-up (style targets, first evaluations). Batches are made small here
 (``COUNT_BATCH`` items) and the count is scaled to the full batch, which is exact for these
 networks (every layer acts on each item separately). The same difference counts the kernels one
-step launches (ATen operators that are not views), and the CPU time the synthetic data of one
-full-size batch takes is timed, because those batches are made on the host.
+step launches (ATen operators that are not views), those of data made on the training device
+(rendered scenes and faces) included.
 
-A run's time on the GPU is then ``steps × max(FLOPs / rate, kernels × launch)`` plus the host's data
-time: a step is either compute-bound or, for small networks, bound by launching kernels. The
-assumed rate and launch cost are arguments (:func:`estimate`) and are printed with the table.
+What the host still does for every step of the full profile on a GPU is timed on this CPU at the
+full batch (:attr:`Run.data`: drawing parameters, gathering stored images), as the CPU time of one
+thread, the least of five calls (other work on a shared machine does not inflate it), and the
+bytes it hands to the device are counted and priced at an assumed host-to-device rate. Batches that DataLoader workers make are off the training thread and not counted.
+
+A run's time on the GPU is then ``steps × (max(FLOPs / rate, kernels × launch) + host data)``: a
+step is either compute-bound or, for small networks, bound by launching kernels, and the host's
+part is not overlapped with it. The assumed rate, launch cost and copy rate are arguments
+(:func:`estimate`) and are printed with the table.
 Not counted: evaluation and figures (inference only, a small part of each chapter), the depth
 loss term of chapter 4's depth-aware variants, the 2-D toy GAN, checkpoints.
 """
@@ -34,6 +40,8 @@ COUNT_BATCH = 2  # items per batch while counting (the count is scaled to the fu
 #: (small convolutional networks rarely reach more), 10 microseconds per launched kernel
 DEFAULT_TFLOPS = 312 * 0.2
 DEFAULT_LAUNCH_US = 10.0
+#: host-to-device copies from ordinary (pageable) memory over PCIe 4.0, GB/s
+DEFAULT_H2D_GBPS = 10.0
 
 
 class _KernelCounter(TorchDispatchMode):
@@ -68,8 +76,20 @@ class Run:
     steps: int  # optimisation steps of the run (all seeds/models together)
     batch: int  # the full profile's batch
     train: Callable[[int], object]  # train(k): the library's training for k steps, at COUNT_BATCH
-    data: Optional[Callable[[], object]] = None  # one full-size host batch (timed), if made per step
+    # the host's part of one full-size batch, if any: timed, and the tensors it returns (what the
+    # host hands to the device) counted as bytes copied
+    data: Optional[Callable[[], object]] = None
     note: str = ""
+
+
+def _nbytes(x) -> int:
+    if isinstance(x, torch.Tensor):
+        return x.numel() * x.element_size()
+    if isinstance(x, dict):
+        return sum(_nbytes(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return sum(_nbytes(v) for v in x)
+    return 0
 
 
 def _per_step(run: Run) -> Dict[str, float]:
@@ -77,14 +97,21 @@ def _per_step(run: Run) -> Dict[str, float]:
     f1, k1 = _count(lambda: run.train(1))
     torch.manual_seed(0)
     f2, k2 = _count(lambda: run.train(2))
-    data_s = 0.0
+    data_s, h2d = 0.0, 0
     if run.data is not None:
-        run.data()
-        t0 = time.perf_counter()
-        run.data()
-        data_s = time.perf_counter() - t0
+        h2d = _nbytes(run.data())
+        threads, times = torch.get_num_threads(), []
+        torch.set_num_threads(1)
+        try:
+            for _ in range(5):
+                t0 = time.process_time()
+                run.data()
+                times.append(time.process_time() - t0)
+        finally:
+            torch.set_num_threads(threads)
+        data_s = min(times)
     scale = run.batch / COUNT_BATCH
-    return {"flops": max(f2 - f1, 0) * scale, "kernels": max(k2 - k1, 0), "data_s": data_s}
+    return {"flops": max(f2 - f1, 0) * scale, "kernels": max(k2 - k1, 0), "data_s": data_s, "h2d_bytes": h2d}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +132,22 @@ def _trainer_run(models, step, data_fn, warm_steps: int = 0):
 
 
 _ON_DEVICE = "scenes rendered on the GPU (their kernels counted)"
+_FACES_ON_DEVICE = "faces rendered on the GPU (their kernels counted); the host draws their parameters"
+_WORKERS = "batches from DataLoader workers in pinned memory (off the training thread)"
+
+
+def _stored(key: str, make: Callable[[], object], _cache: Dict[str, object] = {}) -> object:  # noqa: B006
+    """A stand-in for data a chapter keeps on the host (made once, on first use)."""
+    if key not in _cache:
+        _cache[key] = make()
+    return _cache[key]
+
+
+def _face_draws(n: int, g: torch.Generator):
+    """The host's part of a face-regressor batch (face_regressor.regressor_batches): parameters and blurs."""
+    from animlib.data.faces import sample_identity, sample_motion
+
+    return sample_identity(n, g), sample_motion(n, g), torch.rand(n, generator=g)
 
 
 def runs() -> List[Run]:
@@ -116,8 +159,8 @@ def runs() -> List[Run]:
     from animlib import vae as V
     from animlib import vaegan as VG
     from animlib import video_ae as VA
+    from animlib.action_classifier import labelled_clip_batches
     from animlib.backbones import FeatureExtractor
-    from animlib.data.faces import SyntheticFaces
     from animlib.data.scenes import SceneStream
     from animlib.engine import SupervisedStep
     from animlib.face_regressor import train_face_regressor
@@ -126,6 +169,7 @@ def runs() -> List[Run]:
 
     out: List[Run] = []
     b = COUNT_BATCH
+    g = torch.Generator().manual_seed(0)  # seeds the host's draws that are timed
 
     # chapter 0: the next-frame network
     nf = NextFrameSettings.full()
@@ -133,9 +177,16 @@ def runs() -> List[Run]:
     def nf_batch(n=b):
         return torch.rand(n, 2, nf.size, nf.size), torch.rand(n, 1, nf.size, nf.size)
 
+    def nf_host():  # chapter 0's batch(step): 64 stored pairs drawn on a seeded generator
+        x, y = _stored("nextframe", lambda: (torch.rand(nf.n_train, 2, nf.size, nf.size),
+                                             torch.rand(nf.n_train, 1, nf.size, nf.size)))
+        idx = torch.randint(0, nf.n_train, (64,), generator=g)
+        return x[idx], y[idx]
+
     out.append(Run("0", "next-frame network", nf.steps, 64,
                    _trainer_run(lambda: {"model": NextFrameNet(NextFrameConfig())},
-                                lambda: SupervisedStep(lambda m, x: F.mse_loss(m(x[0]), x[1])), nf_batch)))
+                                lambda: SupervisedStep(lambda m, x: F.mse_loss(m(x[0]), x[1])), nf_batch),
+                   data=nf_host, note="pairs gathered on the host"))
 
     # chapters 1 and 2: the recurrent generator, the DRQN (five seeds) and chapter 2's generator
     cs = C.CinemagraphSettings.full()
@@ -194,7 +245,9 @@ def runs() -> List[Run]:
     out.append(Run("3", f"fast style network, {fs.crop}px crops", fs.steps, fs.batch,
                    lambda k: FS.train_fast_style(torch.rand(1, 3, fs.crop, fs.crop), torch.rand(4, 3, fs.crop, fs.crop),
                                                  ext, steps=k, config=fs.transformer, batch_size=b,
-                                                 image_size=fs.crop, device="cpu", progress=False)))
+                                                 image_size=fs.crop, device="cpu", progress=False),
+                   note="crops cut on the GPU from photos kept there (their kernels counted); a folder of photos: "
+                        + _WORKERS))
 
     # chapter 4: the hourglass (pre-training, fine-tuning, the judge) and depth-aware style transfer
     ds = D.DepthSettings.full()
@@ -204,9 +257,17 @@ def runs() -> List[Run]:
         return {"image": torch.rand(b, 3, dh, dw), "depth": torch.rand(b, 1, dh, dw) + 0.5,
                 "valid": torch.ones(b, 1, dh, dw, dtype=torch.bool)}
 
+    def depth_host():  # chapter 4's batches(): stored scenes drawn on a seeded generator (flipped on the GPU)
+        store = _stored("depth", lambda: {"image": torch.rand(64, 3, dh, dw), "depth": torch.rand(64, 1, dh, dw),
+                                          "valid": torch.ones(64, 1, dh, dw, dtype=torch.bool)})
+        idx = torch.randint(64, (ds.batch,), generator=g)
+        flip = torch.rand(ds.batch, generator=g) < 0.5
+        return {k: v[idx] for k, v in store.items()}, flip
+
     out.append(Run("4", "hourglass: pre-training, fine-tuning, judge", ds.pre_steps + ds.ft_steps + ds.judge_steps,
                    ds.batch, _trainer_run(lambda: {"model": D.Hourglass(D.HourglassConfig(width=ds.width))},
-                                          lambda: D.RelativeDepthStep(n_pairs=1024), depth_batch)))
+                                          lambda: D.RelativeDepthStep(n_pairs=1024), depth_batch),
+                   data=depth_host, note="scenes gathered on the host, flipped on the GPU"))
     sh, sw = ds.style_size if isinstance(ds.style_size, tuple) else (ds.style_size, ds.style_size)
     out.append(Run("4", "depth-aware style transfer (ramp + 5 variants)", 6 * ds.style_steps, 1,
                    lambda k: S.stylize(torch.rand(1, 3, sh, sw), torch.rand(1, 3, sh, sw), steps=k, optimizer="adam",
@@ -218,25 +279,27 @@ def runs() -> List[Run]:
     vcfg = V.ConvVAEConfig(image_size=vs.size, latent_dim=vs.latent, width=vs.width, dec_width=vs.width)
     faces = lambda: torch.rand(b, 3, vs.size, vs.size)  # noqa: E731
     out.append(Run("5", "VAE and its autoencoder baseline", vae_steps + vs.ae_steps, vs.batch,
-                   lambda k: V.train_vae(V.ConvVAE(vcfg), lambda s: faces(), k, device="cpu", progress=False)))
+                   lambda k: V.train_vae(V.ConvVAE(vcfg), lambda s: faces(), k, device="cpu", progress=False),
+                   note=_WORKERS))
     out.append(Run("5", "face-parameter regressor", vs.reg_steps, 64,
                    lambda k: train_face_regressor(vs.size, steps=k, batch_size=b, device="cpu", progress=False),
-                   data=lambda: SyntheticFaces(64, vs.size, seed=1), note="renders a new batch on the host every step"))
+                   data=lambda: _face_draws(64, g), note=_FACES_ON_DEVICE))
 
     # chapter 6: the VAE and the VAE-GAN with its discriminator
     gs = VG.VAEGANSettings.full()
     gan_steps = gs.train_steps(gs.n_train // gs.batch)
     gcfg = V.ConvVAEConfig(image_size=gs.size, latent_dim=gs.latent, width=gs.width, dec_width=gs.width)
     out.append(Run("6", "VAE (the comparison)", gan_steps, gs.batch,
-                   lambda k: V.train_vae(V.ConvVAE(gcfg), lambda s: faces(), k, device="cpu", progress=False)))
+                   lambda k: V.train_vae(V.ConvVAE(gcfg), lambda s: faces(), k, device="cpu", progress=False),
+                   note=_WORKERS))
     out.append(Run("6", "VAE-GAN", gan_steps, gs.batch,
                    _trainer_run(lambda: {"vae": V.ConvVAE(gcfg),
                                          "d": VG.VAEGANDiscriminator(VG.VAEGANDiscriminatorConfig(image_size=gs.size))},
                                 lambda: VG.VAEGANStep(VG.VAEGANWeights(kl=gs.beta, adv=gs.adv)),
-                                lambda: torch.rand(b, 3, gs.size, gs.size))))
+                                lambda: torch.rand(b, 3, gs.size, gs.size)), note=_WORKERS))
     out.append(Run("6", "face-parameter regressor (real-face videos)", gs.reg_steps, 64,
                    lambda k: train_face_regressor(gs.size, steps=k, batch_size=b, device="cpu", progress=False),
-                   data=lambda: SyntheticFaces(64, gs.size, seed=1), note="renders a new batch on the host every step"))
+                   data=lambda: _face_draws(64, g), note=_FACES_ON_DEVICE))
 
     # chapter 7: the shared frame codec, then the three autoencoders
     vas = VA.VideoAESettings.full()
@@ -249,9 +312,18 @@ def runs() -> List[Run]:
         return lambda k: VA.train_autoencoder(VA.build_autoencoder(kind, m), lambda s: clips(), k, device="cpu",
                                               progress=False)
 
-    out.append(Run("7", "frame codec pre-training", vas.pretrain_steps, vas.pretrain_batch, ae_run("per_frame")))
+    def train_clips():  # chapter 7 keeps its training clips on the host (a stand-in of 64)
+        return _stored("clips", lambda: torch.rand(64, vas.train_frames, m.channels, m.image_size, m.image_size))
+
+    def clip_host(batch, frames):
+        return lambda: VA.clip_batches(train_clips(), batch, frames)(0)
+
+    on_host = "clips gathered on the host"
+    out.append(Run("7", "frame codec pre-training", vas.pretrain_steps, vas.pretrain_batch, ae_run("per_frame"),
+                   data=clip_host(vas.pretrain_batch, vas.pretrain_frames), note=on_host))
     for kind in ("gru", "per_frame", "clip_latent"):
-        out.append(Run("7", f"{kind} autoencoder", vas.steps, vas.batch, ae_run(kind)))
+        out.append(Run("7", f"{kind} autoencoder", vas.steps, vas.batch, ae_run(kind),
+                       data=clip_host(vas.batch, m.frames), note=on_host))
 
     def judge_run(k):
         from animlib.action_classifier import train_action_classifier
@@ -260,35 +332,64 @@ def runs() -> List[Run]:
                                        width=vas.classifier_width, device="cpu", progress=False)
 
     out.append(Run("7", "action classifier (judges the reconstructions)", vas.classifier_steps, vas.classifier_batch,
-                   judge_run))
+                   judge_run, data=lambda: labelled_clip_batches(train_clips(), torch.arange(64) % 10,
+                                                                 vas.classifier_batch, m.frames)(0), note=on_host))
 
     # chapter 8: meta-learning (landmark driver, driver-image ablation), the warp, the VAE, the regressor, few-shot
     rs = RE.ReenactSettings.full()
-    pool8 = RE.FacePool(4, max(rs.k_train + 1, 2), rs.size, seed=0)  # tiny: only the step's shapes matter
+    # the full profile's face pool is rendered once and kept as bytes if it fits, else rendered episode
+    # by episode on the GPU (animlib.reenact.FacePool); a tiny pool of the same kind gives the steps'
+    # shapes and kernels
+    full_cached = rs.n_ids * rs.n_poses * (3 + RE.N_PARTS) * rs.size ** 2 <= RE.POOL_CACHE_BYTES
+    pool8 = RE.FacePool(4, max(rs.k_train + 1, 2), rs.size, seed=0, cache=full_cached)
+    n8 = pool8.n_ids * pool8.n_poses
+    shots8 = RE.FacePool(1, 2, rs.size, seed=0)  # few-shot frames (rendered before that stage)
     vgg8 = FeatureExtractor(("conv_1_2", "conv_2_2", "conv_3_3", "conv_4_3"), weights="random")
 
     def meta(driver):
         return lambda k: RE.meta_train(pool8, k, config=rs.config(driver), batch_size=b, k=rs.k_train, device="cpu",
                                        progress=False, step=RE.ReenactStep(vgg=vgg8, vgg_weight=rs.vgg_weight))
 
+    def episodes(k):  # the host's part of FacePool.batch in the full profile
+        if full_cached:
+            return lambda: pool8.gather(rs.batch, k, g)
+
+        def draws():  # rendered on the GPU: the host draws the episodes and looks up their parameters
+            idx = torch.randint(0, pool8.n_ids, (rs.batch,), generator=g)
+            order = torch.rand(rs.batch, pool8.n_poses, generator=g).argsort(1)[:, : k + 1]
+            rows = idx[:, None].expand_as(order)
+            return pool8.identity[rows], pool8.motion[rows, order], pool8.landmarks[rows, order]
+        return draws
+
+    def vae_frames():  # the host's part of chapter 8's VAE batch (pool.frames)
+        idx = torch.randint(0, n8, (64,), generator=g)
+        if full_cached:
+            return pool8.frames(idx)
+        return pool8.identity[idx // pool8.n_poses], pool8.motion.flatten(0, 1)[idx]
+
+    pooled = ("frames gathered on the host as bytes, made float on the GPU" if full_cached else
+              "frames rendered on the GPU (their kernels counted); the host draws them")
     out.append(Run("8", "meta-learning (landmark driver)", rs.steps, rs.batch, meta("landmarks"),
-                   note="the face pool is rendered once before training (not counted)"))
-    out.append(Run("8", "meta-learning (driver-image ablation)", rs.image_steps, rs.batch, meta("image")))
+                   data=episodes(rs.k_train), note=pooled))
+    out.append(Run("8", "meta-learning (driver-image ablation)", rs.image_steps, rs.batch, meta("image"),
+                   data=episodes(rs.k_train), note=pooled))
     out.append(Run("8", "warping baseline", rs.warp_steps, rs.batch,
-                   lambda k: RE.train_warp(pool8, k, config=rs.config(), batch_size=b, device="cpu", progress=False)))
+                   lambda k: RE.train_warp(pool8, k, config=rs.config(), batch_size=b, device="cpu", progress=False),
+                   data=episodes(1), note=pooled))
     rvcfg = V.ConvVAEConfig(image_size=rs.size, latent_dim=rs.vae_latent, width=rs.width * 2, dec_width=rs.width * 2)
     out.append(Run("8", "latent-difference VAE", rs.vae_steps, 64,
-                   lambda k: V.train_vae(V.ConvVAE(rvcfg), lambda s: torch.rand(b, 3, rs.size, rs.size), k,
-                                         device="cpu", progress=False)))
+                   lambda k: V.train_vae(V.ConvVAE(rvcfg), lambda s: pool8.frames(torch.randint(0, n8, (b,))).float()
+                                         / 255, k, device="cpu", progress=False),
+                   data=vae_frames, note=pooled))
     out.append(Run("8", "face-parameter regressor", rs.reg_steps, 64,
                    lambda k: train_face_regressor(rs.size, steps=k, batch_size=b, device="cpu", progress=False),
-                   data=lambda: SyntheticFaces(64, rs.size, seed=1), note="renders a new batch on the host every step"))
+                   data=lambda: _face_draws(64, g), note=_FACES_ON_DEVICE))
 
     def few(k):
         cfg8 = rs.config()
         e8, g8, d8 = RE.Embedder(cfg8), RE.Generator(cfg8), RE.ProjectionDiscriminator(cfg8, 1)
-        shots = pool8.images[0, :1].float() / 255
-        RE.finetune(e8, g8, d8, shots, pool8.lm_images[0, :1].float() / 255, k, batch_size=b, device="cpu",
+        shots = shots8.images[0, :1].float() / 255
+        RE.finetune(e8, g8, d8, shots, shots8.lm_images[0, :1].float() / 255, k, batch_size=b, device="cpu",
                     step=RE.ReenactStep(vgg=vgg8, vgg_weight=rs.vgg_weight))
 
     out.append(Run("8", "few-shot fine-tuning (K = 1 and 8)", 2 * rs.n_fewshot * rs.finetune_steps, 8, few))
@@ -306,7 +407,7 @@ def settings_fingerprint() -> Dict[str, str]:
 
 
 def estimate(tflops: float = DEFAULT_TFLOPS, launch_us: float = DEFAULT_LAUNCH_US,
-             only: Optional[List[str]] = None) -> Dict[str, object]:
+             only: Optional[List[str]] = None, h2d_gbps: float = DEFAULT_H2D_GBPS) -> Dict[str, object]:
     """Count every full-profile run (``only``: chapter numbers to keep) and estimate its GPU time."""
     torch.set_grad_enabled(True)
     rows = []
@@ -317,17 +418,20 @@ def estimate(tflops: float = DEFAULT_TFLOPS, launch_us: float = DEFAULT_LAUNCH_U
         c = _per_step(run)
         compute_s = c["flops"] / (tflops * 1e12)
         launch_s = c["kernels"] * launch_us * 1e-6
-        step_s = max(compute_s, launch_s) + c["data_s"]
+        host_s = c["data_s"] + c["h2d_bytes"] / (h2d_gbps * 1e9)
+        step_s = max(compute_s, launch_s) + host_s
         rows.append({"chapter": run.chapter, "run": run.name, "steps": run.steps, "batch": run.batch,
                      "gflop_per_step": c["flops"] / 1e9, "kernels_per_step": c["kernels"],
-                     "host_data_s_per_step": c["data_s"], "bound": "compute" if compute_s >= launch_s else "launch",
+                     "host_data_s_per_step": host_s, "host_work_s_per_step": c["data_s"],
+                     "to_device_mb_per_step": c["h2d_bytes"] / 1e6,
+                     "bound": "compute" if compute_s >= launch_s else "launch",
                      "gpu_s_per_step": step_s, "gpu_minutes": run.steps * step_s / 60,
                      "total_pflop": run.steps * c["flops"] / 1e15, "note": run.note,
                      "counted_in_s": time.perf_counter() - t0})
     per_chapter: Dict[str, float] = {}
     for r in rows:
         per_chapter[r["chapter"]] = per_chapter.get(r["chapter"], 0.0) + r["gpu_minutes"]
-    return {"assumed": {"tflops": tflops, "launch_us": launch_us, "count_batch": COUNT_BATCH,
+    return {"assumed": {"tflops": tflops, "launch_us": launch_us, "h2d_gbps": h2d_gbps, "count_batch": COUNT_BATCH,
                         "gpu": f"{tflops:g} TFLOP/s achieved (e.g. an A100 in bf16 at 20 % of its 312 TFLOP/s peak)"},
             "rows": rows, "chapter_minutes": per_chapter, "total_hours": sum(per_chapter.values()) / 60,
             "settings": settings_fingerprint()}
@@ -336,13 +440,15 @@ def estimate(tflops: float = DEFAULT_TFLOPS, launch_us: float = DEFAULT_LAUNCH_U
 def markdown(result: Dict[str, object]) -> str:
     """The estimate as a Markdown table (what the setup page includes)."""
     a = result["assumed"]
-    lines = ["| chapter | training run | steps | batch | GFLOP/step | kernels/step | bound | host data (s/step) "
-             "| minutes |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| chapter | training run | steps | batch | GFLOP/step | kernels/step | bound | to GPU (MB/step) "
+             "| host data (s/step) | minutes |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {r['chapter']} | {r['run']} | {r['steps']:,} | {r['batch']} | {r['gflop_per_step']:.1f} | "
-                     f"{r['kernels_per_step']:,} | {r['bound']} | {r['host_data_s_per_step']:.3f} | "
-                     f"{r['gpu_minutes']:.1f} |")
+                     f"{r['kernels_per_step']:,} | {r['bound']} | {r['to_device_mb_per_step']:.1f} | "
+                     f"{r['host_data_s_per_step']:.4f} | {r['gpu_minutes']:.1f} |")
     chapters = ", ".join(f"chapter {c}: {m:.0f} min" for c, m in result["chapter_minutes"].items())
     lines += ["", f"Per chapter: {chapters}. **Total: about {result['total_hours']:.1f} hours** of training on one "
-                  f"GPU at {a['gpu']}, {a['launch_us']:g} µs per kernel launch, plus evaluation and figures."]
+                  f"GPU at {a['gpu']}, {a['launch_us']:g} µs per kernel launch and {a['h2d_gbps']:g} GB/s from host "
+                  f"to GPU, plus evaluation and figures. Host data: what the host does for each step (timed on "
+                  f"this CPU) and its copy to the GPU."]
     return "\n".join(lines) + "\n"

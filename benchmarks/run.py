@@ -392,6 +392,7 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--gpu-tflops", type=float, default=None,
                     help="achieved TFLOP/s assumed by --estimate (default: an A100 in bf16 at 20 %% of peak)")
     ap.add_argument("--launch-us", type=float, default=None, help="microseconds per kernel launch (--estimate)")
+    ap.add_argument("--h2d-gbps", type=float, default=None, help="host-to-GPU copy rate in GB/s (--estimate)")
     ap.add_argument("--chapters", nargs="*", default=None, help="--estimate only these chapters (e.g. 5 6)")
     args = ap.parse_args(argv)
     if args.estimate:
@@ -438,7 +439,7 @@ def run_estimate(args) -> int:
     import estimate as E  # benchmarks/estimate.py, next to this file
 
     result = E.estimate(args.gpu_tflops or E.DEFAULT_TFLOPS, args.launch_us or E.DEFAULT_LAUNCH_US,
-                        only=args.chapters)
+                        only=args.chapters, h2d_gbps=args.h2d_gbps or E.DEFAULT_H2D_GBPS)
     table = E.markdown(result)
     print(table)
     if args.chapters:  # a partial estimate is printed, not published

@@ -365,3 +365,18 @@ def test_full_profile_one_step():
     frames, lms = pool.images[0, :2].float() / 255, pool.lm_images[0, :2].float() / 255
     G2, psi = R.finetune(E, G, D, frames, lms, 1, batch_size=2, step=step, device="cpu")
     assert R.reenact(G2, frames, psi=psi).shape == (2, 3, rs.size, rs.size)  # the image-driven G of the last run
+
+
+def test_a_pool_too_large_to_keep_renders_the_same_episodes_when_drawn():
+    """The full profile's pool (26 GB as bytes) is rendered per episode; the pixels are the same."""
+    kept = R.FacePool(6, 4, 32, seed=3, cache=True)
+    drawn = R.FacePool(6, 4, 32, seed=3, cache=False)
+    assert kept.cached and not drawn.cached and drawn.images is None and kept.nbytes == drawn.nbytes
+    assert torch.equal(kept.landmarks, drawn.landmarks)
+    a = kept.batch(5, 2, torch.Generator().manual_seed(1))
+    b = drawn.batch(5, 2, torch.Generator().manual_seed(1))
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    idx = torch.tensor([0, 5, 23])
+    assert torch.equal(kept.frames(idx), drawn.frames(idx))
+    assert R.FacePool(2, 2, 16).cached  # small pools are kept by default

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..rehearsal import cap_items
+
 __all__ = ["BlobClips", "moving_blobs"]
 
 
@@ -40,6 +42,7 @@ def moving_blobs(n: int, frames: int = 8, size: int = 16, sigma: float = 1.5, ma
     """
     if n < 1 or frames < 2 or size < 8:
         raise ValueError(f"need n >= 1, frames >= 2 and size >= 8; got n={n}, frames={frames}, size={size}")
+    n = cap_items(n)  # a rehearsal (ANIMLIB_CAP_ITEMS) makes a few
     g = torch.Generator().manual_seed(seed)
     lo, hi = 2 * sigma, size - 1 - 2 * sigma
     start = lo + torch.rand(n, 2, generator=g) * (hi - lo)  # (N, 2)

@@ -39,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..rehearsal import cap_items
+
 __all__ = [
     "DOMAINS",
     "DepthSceneConfig",
@@ -806,6 +808,7 @@ def make_depth_scenes(domain: str, n: int, size: Size = 64, seed: int = 0, *, st
         raise ValueError(f"n must be a positive number of scenes, got {n}")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    n = cap_items(n, minimum=2)  # a rehearsal (ANIMLIB_CAP_ITEMS) renders a few (a batch norm needs 2)
     draw = street_layout if domain == "street" else indoor_layout
     layouts = [draw(np.random.default_rng([seed, DOMAINS.index(domain), start + i])) for i in range(n)]
     return render_layouts(layouts, size, config, domain=domain, seed=seed, start=start, device=device)

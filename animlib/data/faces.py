@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..rehearsal import cap_items
+
 __all__ = [
     "IDENTITY_NAMES",
     "MOTION_NAMES",
@@ -376,6 +378,7 @@ def face_clips(n: int, frames: int = 16, size: int = 64, seed: int = 0) -> FaceC
     """
     if n < 1 or frames < 2:
         raise ValueError(f"need n >= 1 clips of frames >= 2; got n={n}, frames={frames}.")
+    n = cap_items(n)  # a rehearsal (ANIMLIB_CAP_ITEMS) makes a few
     g = _generator(seed)
     identity = sample_identity(n, g)  # (n, 8)
     t = torch.linspace(0, 1, frames).unsqueeze(0)  # (1, T)
@@ -409,10 +412,12 @@ def random_blur(x: torch.Tensor, max_sigma: float = 1.2, generator: torch.Genera
     """Blur each image (B, C, H, W) with a Gaussian of random sigma in [0, max_sigma] pixels.
 
     Used as augmentation so that a regressor trained on crisp renders also reads the softer
-    images a VAE decodes.
+    images a VAE decodes. ``x`` may live on any device: the sigmas are drawn on the generator's
+    device (the CPU without one) and the blur runs on ``x``'s.
     """
     B, C, H, W = x.shape
-    sigma = torch.rand(B, generator=generator).to(x.device) * max_sigma + 1e-3  # (B,)
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    sigma = torch.rand(B, generator=generator, device=gen_device).to(x.device) * max_sigma + 1e-3  # (B,)
     r = 3
     k = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)  # (K,)
     w = torch.exp(-0.5 * (k[None] / sigma[:, None].to(x.dtype)) ** 2)

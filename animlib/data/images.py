@@ -150,7 +150,7 @@ def real_faces(size: int, n_lfw: int = 0) -> Tensor:
 MIDDLEBURY_MOTORCYCLE = {"focal_px": 994.978, "baseline_mm": 193.001, "doffs_px": 31.086}
 
 
-def middlebury_motorcycle(height: int | None = None, multiple: int = 8) -> dict:
+def middlebury_motorcycle(height: int | None = None, multiple: int = 16) -> dict:
     """The Middlebury 2014 motorcycle: a real photograph with dense ground-truth depth.
 
     Returns ``{"image": (1, 3, H, W) in [0, 1], "depth": (1, 1, H, W) in metres, "valid": (1, 1, H, W)
@@ -158,7 +158,8 @@ def middlebury_motorcycle(height: int | None = None, multiple: int = 8) -> dict:
     no download). Depth is ``focal · baseline / (disparity + doffs)`` with the calibration of the
     down-sampled pair; pixels without a disparity (occlusions, about 7 %) are invalid. ``height``
     resizes (antialiased image; depth averaged over the valid source pixels, and valid where at
-    least 90 % of them were), keeping the aspect ratio with both sides multiples of ``multiple``.
+    least 90 % of them were), keeping the aspect ratio with both sides multiples of ``multiple``
+    (16 by default, what the depth hourglass's four poolings need; 32 where it predicts at half size).
     """
     left, _, disp = skimage.data.stereo_motorcycle()
     image = torch.from_numpy(np.asarray(left, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]  # (1, 3, H, W)

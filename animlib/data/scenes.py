@@ -33,6 +33,8 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from ..rehearsal import cap_items
+
 __all__ = [
     "DIRECTIONS",
     "TEXTURES",
@@ -353,6 +355,8 @@ def make_scenes(
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
+    if labels is None:
+        n = cap_items(n)  # a rehearsal (ANIMLIB_CAP_ITEMS) renders a few
     cfg = replace(config or SceneConfig(), **overrides).validate()
     g = torch.Generator().manual_seed(int(seed))
     if labels is None:
