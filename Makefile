@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, offline but for package registries):
 #   make book   build the book: execute every chapter once (profile quick, CPU) and render _build/html
 #   make test   run every test: lint, unit + training smoke + DDP tests (natively, then again with
-#               ATen/oneDNN capped at AVX2 and at portable kernels), chapter execution,
+#               ATen/oneDNN capped at AVX2 and at portable kernels), the full profile rehearsed
+#               on the CPU (every chapter, capped work), chapter execution,
 #               a fresh student venv from pyproject.toml alone running chapter 0,
 #               nbval re-execution of every chapter, book build, headless-browser check
 # Options: make book PROFILE=full DEVICE=cuda DATA_ROOT=/data  (see book/setup.md)
@@ -32,7 +33,7 @@ RUN_ARGS := --profile $(PROFILE) --device $(DEVICE) $(if $(DATA_ROOT),--data-roo
 AVX2_CPU := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 PLAIN_CPU := ATEN_CPU_CAPABILITY=default
 
-.PHONY: setup book test lint unit unit-cpus bench-smoke execute validate html browser clean
+.PHONY: setup book test lint unit unit-cpus bench-smoke rehearse execute validate html browser clean
 
 $(VENV)/.stamp: env/requirements-book.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,7 +62,7 @@ book: execute html
 	@echo "The book is in _build/html/index.html; the reader notebooks in _build/notebooks/chapters"
 
 lint: setup
-	$(VENV)/bin/ruff check animlib tests tools data_scripts benchmarks
+	$(VENV)/bin/ruff check animlib tests tools data_scripts benchmarks conftest.py
 
 unit: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "not browser" -n $(JOBS) -q -p no:cacheprovider --durations=15
@@ -88,7 +89,15 @@ browser: setup
 bench-smoke: setup
 	OMP_NUM_THREADS=1 $(PY) benchmarks/run.py --quick --out _build/benchmarks.json
 
-test: lint unit unit-cpus bench-smoke student-env execute validate html browser
+# The full profile rehearsed on the CPU: every chapter end to end with profile="full" (its image sizes,
+# widths, real-data loaders on fake folders in the data scripts' formats, every branch), each training
+# run capped at 1 step of a few examples and each evaluation at a few items. It catches what only the GPU path runs;
+# its numbers mean nothing. A table of times and peak memory: _build/rehearsal/summary.md.
+rehearse: setup
+	$(PY) tools/run_chapters.py --rehearse --device cpu --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS),) \
+	  --out _build/rehearsal
+
+test: lint unit unit-cpus bench-smoke rehearse student-env execute validate html browser
 	@echo "All tests passed."
 
 clean:

@@ -19,7 +19,7 @@ def _load(name: str):
 run_chapters = _load("run_chapters")
 build_book = _load("build_book")
 
-CHAPTER = """---
+HEADER = """---
 jupytext:
   text_representation:
     extension: .md
@@ -30,7 +30,9 @@ kernelspec:
   language: python
   name: python3
 ---
+"""
 
+CHAPTER = HEADER + """
 # A tiny chapter
 
 ```{code-cell} ipython3
@@ -115,3 +117,60 @@ def test_runner_refuses_unknown_parameters_and_values_before_running(tmp_path, c
         assert message in capsys.readouterr().err
     assert not (tmp_path / "out" / "tiny.ipynb").exists()  # nothing ran
     assert run_chapters.check_parameters(run_chapters.toc_chapters(), {"profile": "full", "device": "cuda:1"}) == []
+
+
+TRAINING_CHAPTER = HEADER + """
+```{code-cell} ipython3
+:tags: [parameters]
+profile = "quick"
+device = "cpu"
+data_root = None
+out_dir = None
+```
+
+```{code-cell} ipython3
+import torch
+from animlib.engine import Trainer
+from animlib.runtime import start_chapter
+run = start_chapter("04_relative_depth", profile=profile, device=device, out_dir=out_dir, data_root=data_root)
+model = torch.nn.Linear(2, 1)
+opt = torch.optim.SGD(model.parameters(), 0.1)
+def step(t, b):
+    loss = t.models["model"](b).pow(2).mean()
+    t.optimize(loss)
+    return {"loss": loss.detach()}
+trainer = Trainer(model, opt, step, device=run.device)
+trainer.fit(lambda s: torch.ones(4, 2), 1000 if profile == "full" else 3)
+run.expect(trainer.step == 1000, "a full run trains 1000 steps")
+run.write_metrics({"steps": trainer.step, "nyu": (run.data_root / "nyu" / "PREPARED").exists()})
+```
+"""
+
+
+def test_rehearsal_runs_the_full_profile_with_capped_work_and_fake_data(tmp_path, capsys):
+    ch = tmp_path / "04_relative_depth.md"  # a chapter that takes data: it gets the fake root itself
+    ch.write_text(TRAINING_CHAPTER)
+    out = tmp_path / "rehearsal"
+    rc = run_chapters.main([str(ch), "--rehearse", "--cap-steps", "3", "--out", str(out), "--timeout", "120"])
+    assert rc == 0, capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    row = summary["chapters"][0]
+    assert summary["parameters"]["profile"] == "full"
+    assert summary["work_cap"] == {"ANIMLIB_CAP_STEPS": "3", "ANIMLIB_CAP_ITEMS": "4"}
+    assert row["ok"] and row["metrics"] == {"steps": 3, "nyu": True}  # capped; the prepared fake NYU was read
+    assert [f["steps"] for f in row["fits"]] == [3] and row["fits"][0]["precision"] in ("fp32", "bf16")
+    assert row["peak_rss_mb"] > 0
+    metrics = json.loads((out / "outputs" / "04_relative_depth" / "metrics.json").read_text())
+    assert metrics["work_cap"]["steps"] == 3 and metrics["profile"] == "full"
+    assert "peak memory" in (out / "summary.md").read_text()
+
+
+def test_dry_run_lists_every_chapter_with_its_data_root_and_runs_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert run_chapters.main(["--rehearse", "--dry-run", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert not out.exists()
+    assert "ANIMLIB_CAP_STEPS=1" in text and "ANIMLIB_CAP_ITEMS=4" in text
+    for ch in run_chapters.toc_chapters():
+        assert f"  {ch.stem}: " in text
+    assert str(out / "fake_data" / "weizmann") in text and '"profile": "full"' in text
