@@ -40,7 +40,7 @@ __version__ = "0.1.0"
 #: Modules loaded on first attribute access (``animlib.style``), so ``import animlib`` stays light.
 SUBMODULES = (
     "action_classifier", "backbones", "chapter_params", "cinemagraph", "convlstm", "data", "depth", "engine",
-    "exercises", "face_regressor", "fast_style", "files", "gan", "metrics", "nextframe", "reenact", "rehearsal", "rl",
+    "exercises", "face_regressor", "fast_style", "files", "gan", "metrics", "nextframe", "precision", "reenact", "rehearsal", "rl",
     "runtime", "style", "vae", "vaegan", "video_ae", "viz",
 )
 
@@ -48,10 +48,11 @@ SUBMODULES = (
 #: use like the modules, so that the data scripts (which need only ``animlib.data.download``) start
 #: without PyTorch.
 CORE = {
-    "ChapterRun": "runtime", "check_profile": "runtime", "cpu_bf16_support": "runtime", "get_device": "runtime",
+    "ChapterRun": "runtime", "check_profile": "runtime", "get_device": "runtime",
     "seed_everything": "runtime", "start_chapter": "runtime",
-    "NonFiniteLossError": "engine", "Trainer": "engine", "amp_label": "engine", "fit": "engine",
-    "load_checkpoint": "engine", "resolve_amp": "engine", "save_checkpoint": "engine", "SupervisedStep": "engine",
+    "NonFiniteLossError": "engine", "Trainer": "engine", "train_supervised": "engine",
+    "load_checkpoint": "engine", "save_checkpoint": "engine", "SupervisedStep": "engine",
+    "amp_label": "precision", "cpu_bf16_support": "precision", "resolve_amp": "precision",
     "atomic_target": "files", "atomic_torch_save": "files", "atomic_write_text": "files", "sha256_file": "files",
 }
 

@@ -22,7 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbones import norm_layer
 from .engine import SupervisedStep, Trainer, batched_inference
+from .runtime import seeded
+from .video_ae import clip_batches
 
 __all__ = [
     "ActionClassifier",
@@ -68,8 +71,8 @@ class ActionClassifier(nn.Module):
         self.n_classes, self.channels = int(n_classes), int(channels)
         w = int(width)
 
-        def gn(c: int) -> nn.GroupNorm:
-            return nn.GroupNorm(min(8, c), c)
+        def gn(c: int) -> nn.Module:
+            return norm_layer("group", c)
 
         self.frame = nn.Sequential(  # per frame: (N, C, H, W) -> (N, 2w, H/4, W/4)
             nn.Conv2d(channels, w, 3, stride=2, padding=1, bias=False), gn(w), nn.ReLU(inplace=True),
@@ -98,29 +101,13 @@ def labelled_clip_batches(
 ) -> Callable[[int], Tuple[torch.Tensor, torch.Tensor]]:
     """A ``data(step) -> (clips (B, frames, C, H, W), labels (B,))`` sampler.
 
-    Like :func:`animlib.video_ae.clip_batches`: random clips, a random window of ``frames``
-    consecutive frames and, with ``flip``, a random horizontal mirror (an action mirrored is the same
-    action); the draw depends only on ``(seed, step)``.
+    :func:`animlib.video_ae.clip_batches` with the labels checked and passed along: random clips, a
+    random window of ``frames`` consecutive frames and, with ``flip``, a random horizontal mirror (an
+    action mirrored is the same action); the draw depends only on ``(seed, step)``, and the clips
+    drawn are the ones ``clip_batches`` draws for the same arguments.
     """
     clips, labels = _check_labelled(clips, labels)
-    N, T_all = clips.shape[:2]
-    frames = frames or T_all
-    if not 1 <= frames <= T_all:
-        raise ValueError(f"frames={frames} must be between 1 and the clips' length {T_all}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-
-    def data(step: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
-        idx = torch.randint(0, N, (batch_size,), generator=g)
-        start = torch.randint(0, T_all - frames + 1, (batch_size,), generator=g)
-        batch = clips[idx[:, None], start[:, None] + torch.arange(frames)[None, :]]  # (B, T, C, H, W)
-        if flip:
-            m = (torch.rand(batch_size, generator=g) < 0.5).to(batch.device)  # drawn on the host
-            batch = torch.where(m[:, None, None, None, None], batch.flip(-1), batch)
-        return batch, labels[idx.to(labels.device)]
-
-    return data
+    return clip_batches(clips, batch_size, frames, flip, seed, labels=labels)
 
 
 def classification_loss(model: nn.Module, batch: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -159,10 +146,8 @@ def train_action_classifier(
     if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
         raise ValueError(f"labels must lie in [0, {n_classes}), got {int(labels.min())}..{int(labels.max())}")
     if model is None:
-        g_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)  # the same classifier for the same seed, whatever ran before
-        model = ActionClassifier(max(2, n_classes), channels=clips.shape[2], width=width)
-        torch.random.set_rng_state(g_state)
+        with seeded(seed):  # the same classifier for the same seed, whatever ran before
+            model = ActionClassifier(max(2, n_classes), channels=clips.shape[2], width=width)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1,
                                                 anneal_strategy="cos", cycle_momentum=False)

@@ -17,6 +17,9 @@ The book's feature networks, each loaded from a file whose SHA-256 is verified b
 
 Both take images ``(B, 3, H, W)`` in [0, 1] and apply the ImageNet normalisation inside; both
 stay frozen and in evaluation mode, even inside a ``Trainer``.
+
+Shared building blocks of the book's own networks: :func:`norm_layer` (a normalisation layer chosen
+by name) and :func:`as_layer_names` (one layer name or several, as a tuple).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ __all__ = [
     "FeatureExtractor",
     "MobileNetV2Features",
     "mobilenet_v2_features",
+    "norm_layer",
+    "as_layer_names",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -196,6 +201,32 @@ def craft_to_vgg16bn(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
 
 
 # ----------------------------------------------------------------------------------------------
+# Shared building blocks
+# ----------------------------------------------------------------------------------------------
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """The normalisation layer called ``kind`` for ``channels`` feature maps.
+
+    ``"batch"``: ``nn.BatchNorm2d(channels)``; ``"group"``: ``nn.GroupNorm(min(8, channels), channels)``
+    (groups of at least one channel, eight groups once there are eight channels or more);
+    ``"instance"``: ``nn.InstanceNorm2d(channels, affine=True)``; ``"none"``: ``nn.Identity()``.
+    """
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be 'batch', 'group', 'instance' or 'none', got {kind!r}")
+
+
+def as_layer_names(v: Union[str, Sequence[str]]) -> Tuple[str, ...]:
+    """One layer name or several, as a tuple of names: ``"conv_4_2"`` -> ``("conv_4_2",)``."""
+    return (v,) if isinstance(v, str) else tuple(v)
+
+
+# ----------------------------------------------------------------------------------------------
 # Feature networks
 # ----------------------------------------------------------------------------------------------
 def vgg_layer_names(features: nn.Sequential) -> Dict[str, int]:
@@ -232,7 +263,7 @@ def _normalize(x: Tensor, mean: Tensor, std: Tensor, who: str) -> Tensor:
 class _FrozenImageNetNet(nn.Module):
     """Shared by the feature networks: ImageNet mean/std buffers, no gradients, always in eval mode."""
 
-    def _freeze_with_imagenet_normalisation(self) -> None:
+    def _freeze_with_imagenet_normalization(self) -> None:
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -366,7 +397,7 @@ class FeatureExtractor(_FrozenImageNetNet):
         self.features = net[: last + 1]  # truncated after the deepest layer needed
         self.layers = layers
         self.pool = pool
-        self._freeze_with_imagenet_normalisation()
+        self._freeze_with_imagenet_normalization()
 
     def forward(self, x: Tensor, layers: Sequence[str] | None = None) -> Dict[str, Tensor]:
         """``{layer name: (B, C_l, H_l, W_l)}`` for images ``x`` of shape ``(B, 3, H, W)`` in [0, 1].
@@ -375,7 +406,7 @@ class FeatureExtractor(_FrozenImageNetNet):
         pass at the deepest of them (e.g. content targets need only ``conv_2_2``).
         """
         h = _normalize(x, self.mean, self.std, "FeatureExtractor")
-        names = self.layers if layers is None else _layer_tuple(layers)
+        names = self.layers if layers is None else as_layer_names(layers)
         unknown = [n for n in names if n not in self.layer_index]
         if unknown:
             raise ValueError(f"this extractor does not compute {unknown}; it has {list(self.layer_index)}")
@@ -399,7 +430,7 @@ class FeatureExtractor(_FrozenImageNetNet):
 
     def min_image_size(self, layers: Sequence[str] | None = None) -> Tuple[str, int]:
         """``(deepest layer, smallest image side)``: each pooling before that layer halves the image."""
-        names = self.layers if layers is None else _layer_tuple(layers)
+        names = self.layers if layers is None else as_layer_names(layers)
         deepest = max(names, key=self.layer_index.__getitem__)
         last = self.layer_index[deepest]
         halvings = sum(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for _, m in zip(range(last + 1), self.features))
@@ -451,7 +482,7 @@ class MobileNetV2Features(_FrozenImageNetNet):
         self.features = net.features[: max(idx.values()) + 1]
         self.layer_index = idx
         self.layers = tuple(layers)
-        self._freeze_with_imagenet_normalisation()
+        self._freeze_with_imagenet_normalization()
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         """``{block name: (B, C_l, H_l, W_l)}`` for images ``(B, 3, H, W)`` in [0, 1]."""
@@ -472,8 +503,4 @@ def mobilenet_v2_features(
 ) -> MobileNetV2Features:
     """The independent style judge: see :class:`MobileNetV2Features`."""
     return MobileNetV2Features(layers, weights, **kwargs)
-
-
-def _layer_tuple(v: Union[str, Sequence[str]]) -> Tuple[str, ...]:
-    return (v,) if isinstance(v, str) else tuple(v)
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,8 @@ __all__ = [
     "DepthSettings",
     "PointPairs",
     "sample_point_pairs",
+    "propose_pairs",
+    "sample_image_pairs",
     "training_pairs",
     "gather_pairs",
     "relative_depth_loss",
@@ -125,6 +127,113 @@ class PointPairs:
         return torch.hypot((self.ya - self.yb).float(), (self.xa - self.xb).float())
 
 
+def _checked_pair_inputs(depth: torch.Tensor, valid: Optional[torch.Tensor], n_pairs: int,
+                         max_distance: Optional[float], equal_ratio: Optional[float]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sample_point_pairs`' arguments checked: ``depth`` and a boolean ``valid``, both ``(B, 1, H, W)``."""
+    depth = _as_depth_map(depth, "depth")
+    if valid is None:
+        valid = depth > 0
+    valid = _as_depth_map(valid, "valid").bool()
+    if valid.shape != depth.shape:
+        raise ValueError(f"valid has shape {tuple(valid.shape)} but depth has {tuple(depth.shape)}")
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs must be positive, got {n_pairs}")
+    if max_distance is not None and max_distance < 1:
+        raise ValueError(f"max_distance must be at least 1 pixel (or None), got {max_distance}")
+    if equal_ratio is not None and equal_ratio < 1:
+        raise ValueError(f"equal_ratio must be >= 1, got {equal_ratio}")
+    return depth, valid
+
+
+def _first_acceptance(n_valid: int, H: int, W: int, max_distance: Optional[float]) -> float:
+    """A first guess at the acceptance of one draw: the share of valid pixels, times the share of the
+    disc inside the image (later rounds use the acceptance actually observed)."""
+    accept = n_valid / (H * W)
+    if max_distance is not None:
+        accept *= min(1.0, H * W / (math.pi * max_distance**2 + 1))
+    return accept
+
+
+def propose_pairs(idx: torch.Tensor, m: torch.Tensor, H: int, W: int, max_distance: Optional[float], n: int,
+                   draw: Callable[[int, int, int], torch.Tensor]):
+    """One round of ``n`` candidate pairs of one image, before the depth rule.
+
+    The first point is uniform over the valid pixels ``idx`` (flat indices; ``m`` is the flat valid
+    mask); the second is uniform over the valid pixels too (``max_distance=None``) or over the disc
+    of radius ``max_distance`` around the first. ``draw(low, high, n)`` gives ``n`` integers in
+    ``[low, high)``. Returns flat indices ``a``, ``bb``, their rows and columns ``ay, ax, by, bx``
+    and ``ok``, whether the candidate is a pair of two different valid pixels within the distance.
+    """
+    n_valid = idx.numel()
+    a = idx[draw(0, n_valid, n)]
+    ay, ax = a // W, a % W
+    if max_distance is None:
+        bb = idx[draw(0, n_valid, n)]
+        by, bx = bb // W, bb % W
+        ok = bb != a
+    else:
+        r = int(math.floor(max_distance))
+        dy = draw(-r, r + 1, n)
+        dx = draw(-r, r + 1, n)
+        by, bx = ay + dy, ax + dx
+        ok = (dy * dy + dx * dx <= max_distance**2) & ((dy != 0) | (dx != 0))
+        ok &= (by >= 0) & (by < H) & (bx >= 0) & (bx < W)
+        by, bx = by.clamp(0, H - 1), bx.clamp(0, W - 1)
+        bb = by * W + bx
+        ok &= m[bb]
+    return a, bb, ay, ax, by, bx, ok
+
+
+def sample_image_pairs(depth: torch.Tensor, valid: torch.Tensor, n_pairs: int, max_distance: Optional[float],
+                 min_range_fraction: float, equal_ratio: Optional[float], max_rounds: int,
+                 draw: Callable[[int, int, int], torch.Tensor]) -> Optional[torch.Tensor]:
+    """Up to ``n_pairs`` pairs of one image ``(H, W)`` by rejection sampling: ``(4, K)`` rows ``ya, xa,
+    yb, xb``, or ``None`` where none were found (or the image has fewer than 2 valid pixels)."""
+    H, W = depth.shape
+    d = depth.reshape(-1)
+    m = valid.reshape(-1)
+    idx = m.nonzero().squeeze(1)  # (N,) flat indices of valid pixels
+    n_valid = idx.numel()
+    if n_valid < 2:
+        return None
+    dv = d[idx]
+    threshold = float(min_range_fraction) * float(dv.max() - dv.min()) if equal_ratio is None else 0.0
+    accept = _first_acceptance(n_valid, H, W, max_distance)
+    got: List[torch.Tensor] = []
+    count = 0
+    for _ in range(max_rounds):
+        need = n_pairs - count
+        if need <= 0:
+            break
+        m_draw = int(min(1_000_000, max(64, 2 * need / max(accept, 1e-4))))
+        a, bb, ay, ax, by, bx, ok = propose_pairs(idx, m, H, W, max_distance, m_draw, draw)
+        za, zb = d[a], d[bb]
+        if equal_ratio is None:  # the source's rule: depths differ by a share of the range
+            ok &= (za - zb).abs() >= threshold
+            ok &= za != zb
+        accept = float(ok.float().mean())
+        if accept == 0 and m_draw >= 20_000:
+            break  # nothing obeys the rule here (e.g. all depths within 1 % of the range)
+        accept = max(accept, 1e-4)
+        keep = ok.nonzero().squeeze(1)[:need]
+        if keep.numel():
+            got.append(torch.stack([ay[keep], ax[keep], by[keep], bx[keep]]))
+            count += keep.numel()
+    return torch.cat(got, 1) if got else None
+
+
+def _pair_relations(depth: torch.Tensor, ya: torch.Tensor, xa: torch.Tensor, yb: torch.Tensor, xb: torch.Tensor,
+                    equal_ratio: Optional[float]) -> torch.Tensor:
+    """Labels of pairs of one image ``(H, W)``: -1 (a nearer), +1 (a farther), and with ``equal_ratio``
+    0 (equal) where the depth ratio ``max/min`` is below it; ``int8``."""
+    za, zb = depth[ya, xa], depth[yb, xb]
+    rel = torch.sign(za - zb).to(torch.int8)
+    if equal_ratio is not None:
+        lo, hi = torch.minimum(za, zb), torch.maximum(za, zb)
+        rel = torch.where(hi < lo * equal_ratio, torch.zeros_like(rel), rel)
+    return rel
+
+
 def sample_point_pairs(
     depth: torch.Tensor,
     valid: Optional[torch.Tensor] = None,
@@ -160,21 +269,8 @@ def sample_point_pairs(
     Returns:
         :class:`PointPairs` on ``depth.device``.
     """
-    # Long, and better read whole: the two sampling rules (the source's lidar rule, Chen's dense rule)
-    # share the per-image bookkeeping below; the docstring above is a third of it.
-    depth = _as_depth_map(depth, "depth")
-    if valid is None:
-        valid = depth > 0
-    valid = _as_depth_map(valid, "valid").bool()
-    if valid.shape != depth.shape:
-        raise ValueError(f"valid has shape {tuple(valid.shape)} but depth has {tuple(depth.shape)}")
-    if n_pairs < 1:
-        raise ValueError(f"n_pairs must be positive, got {n_pairs}")
-    if max_distance is not None and max_distance < 1:
-        raise ValueError(f"max_distance must be at least 1 pixel (or None), got {max_distance}")
-    if equal_ratio is not None and equal_ratio < 1:
-        raise ValueError(f"equal_ratio must be >= 1, got {equal_ratio}")
-    B, _, H, W = depth.shape
+    depth, valid = _checked_pair_inputs(depth, valid, n_pairs, max_distance, equal_ratio)
+    B = depth.shape[0]
     dev = depth.device
     gdev = generator.device if generator is not None else dev  # a seeded CPU generator draws on the CPU
 
@@ -182,63 +278,13 @@ def sample_point_pairs(
         return torch.randint(low, high, (n,), generator=generator, device=gdev).to(dev)
 
     parts: List[PointPairs] = []
-    r = int(math.floor(max_distance)) if max_distance is not None else 0
     for bi in range(B):
-        d = depth[bi, 0].reshape(-1)
-        m = valid[bi, 0].reshape(-1)
-        idx = m.nonzero().squeeze(1)  # (N,) flat indices of valid pixels
-        n_valid = idx.numel()
-        if n_valid < 2:
+        got = sample_image_pairs(depth[bi, 0], valid[bi, 0], n_pairs, max_distance, min_range_fraction, equal_ratio,
+                           max_rounds, draw)
+        if got is None:
             continue
-        dv = d[idx]
-        threshold = float(min_range_fraction) * float(dv.max() - dv.min()) if equal_ratio is None else 0.0
-        # a first guess at the acceptance of one draw: the share of valid pixels, times the share of
-        # the disc inside the image; later rounds use the acceptance actually observed
-        accept = n_valid / (H * W)
-        if max_distance is not None:
-            accept *= min(1.0, H * W / (math.pi * max_distance**2 + 1))
-        got: List[torch.Tensor] = []
-        count = 0
-        for _ in range(max_rounds):
-            need = n_pairs - count
-            if need <= 0:
-                break
-            m_draw = int(min(1_000_000, max(64, 2 * need / max(accept, 1e-4))))
-            a = idx[draw(0, n_valid, m_draw)]
-            ay, ax = a // W, a % W
-            if max_distance is None:
-                bb = idx[draw(0, n_valid, m_draw)]
-                by, bx = bb // W, bb % W
-                ok = bb != a
-            else:
-                dy = draw(-r, r + 1, m_draw)
-                dx = draw(-r, r + 1, m_draw)
-                by, bx = ay + dy, ax + dx
-                ok = (dy * dy + dx * dx <= max_distance**2) & ((dy != 0) | (dx != 0))
-                ok &= (by >= 0) & (by < H) & (bx >= 0) & (bx < W)
-                by, bx = by.clamp(0, H - 1), bx.clamp(0, W - 1)
-                bb = by * W + bx
-                ok &= m[bb]
-            za, zb = d[a], d[bb]
-            if equal_ratio is None:
-                ok &= (za - zb).abs() >= threshold
-                ok &= za != zb
-            accept = float(ok.float().mean())
-            if accept == 0 and m_draw >= 20_000:
-                break  # nothing obeys the rule here (e.g. all depths within 1 % of the range)
-            accept = max(accept, 1e-4)
-            keep = ok.nonzero().squeeze(1)[:need]
-            if keep.numel():
-                got.append(torch.stack([ay[keep], ax[keep], by[keep], bx[keep]]))
-                count += keep.numel()
-        if not got:
-            continue
-        ya, xa, yb, xb = torch.cat(got, 1)
-        za, zb = depth[bi, 0, ya, xa], depth[bi, 0, yb, xb]
-        rel = torch.sign(za - zb).to(torch.int8)
-        if equal_ratio is not None:
-            lo, hi = torch.minimum(za, zb), torch.maximum(za, zb)
-            rel = torch.where(hi < lo * equal_ratio, torch.zeros_like(rel), rel)
+        ya, xa, yb, xb = got
+        rel = _pair_relations(depth[bi, 0], ya, xa, yb, xb, equal_ratio)
         parts.append(PointPairs(torch.full_like(ya, bi), ya, xa, yb, xb, rel))
     if not parts:
         empty = torch.zeros(0, dtype=torch.long, device=dev)

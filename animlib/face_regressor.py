@@ -19,7 +19,7 @@ from torch import nn
 from .data.faces import (
     IDENTITY_NAMES,
     MOTION_NAMES,
-    _generator,
+    as_generator,
     motion_to_unit,
     random_blur,
     render_faces,
@@ -29,7 +29,7 @@ from .data.faces import (
 )
 from .engine import Trainer, batched_inference
 
-__all__ = ["FaceRegressorConfig", "FaceParamRegressor", "train_face_regressor", "regressor_batches",
+__all__ = ["FaceRegressorConfig", "FaceParamRegressor", "RegressorStep", "train_face_regressor", "regressor_batches",
            "motion_correlations"]
 
 
@@ -94,6 +94,18 @@ class FaceParamRegressor(nn.Module):
         return ids.reshape(*lead, -1), mots.reshape(*lead, -1)
 
 
+class RegressorStep:
+    """One step of :func:`train_face_regressor`: the MSE on identity and motion parameters, one update."""
+
+    def __call__(self, t: Trainer, batch: Tuple[torch.Tensor, ...]) -> Dict[str, torch.Tensor]:
+        x, ident, mot_u = batch
+        with t.autocast():
+            pi, pm = t.models["model"](x)
+        loss = F.mse_loss(pi.float(), ident) + F.mse_loss(pm.float(), mot_u)
+        t.optimize(loss, "model")
+        return {"loss": loss.detach()}
+
+
 def train_face_regressor(
     size: int = 64,
     steps: int = 1500,
@@ -104,12 +116,13 @@ def train_face_regressor(
     config: FaceRegressorConfig | None = None,
     amp: str | None = None,
     progress: bool = True,
-) -> FaceParamRegressor:
+) -> Trainer:
     """Train a :class:`FaceParamRegressor` on freshly rendered random faces, through the engine.
 
     Each step renders a new batch (so it never overfits), blurs it randomly (:func:`random_blur`)
-    and adds a little noise; the loss is the MSE on all 13 parameters in [0, 1]. Returns the model
-    in eval mode. The batches are made on the training device (:func:`regressor_batches`): the host
+    and adds a little noise; the loss is the MSE on all 13 parameters in [0, 1]. Returns the
+    :class:`~animlib.engine.Trainer`, like every ``train_*`` function: ``trainer.raw_models["model"]``
+    is the regressor, in eval mode. The batches are made on the training device (:func:`regressor_batches`): the host
     only draws the faces' parameters.
     """
     cfg = config or FaceRegressorConfig(image_size=size)
@@ -118,18 +131,11 @@ def train_face_regressor(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
 
-    def step_fn(t, batch):
-        x, ident, mot_u = batch
-        with t.autocast():
-            pi, pm = t.models["model"](x)
-        loss = F.mse_loss(pi.float(), ident) + F.mse_loss(pm.float(), mot_u)
-        t.optimize(loss, "model")
-        return {"loss": loss.detach()}
-
-    trainer = Trainer({"model": model}, {"model": opt}, step_fn, schedulers={"model": sched}, device=device,
+    trainer = Trainer({"model": model}, {"model": opt}, RegressorStep(), schedulers={"model": sched}, device=device,
                       amp=amp, progress=progress, desc="face regressor")
     trainer.fit(regressor_batches(size, batch_size, seed, trainer.device), steps)
-    return model.eval()
+    model.eval()
+    return trainer
 
 
 def regressor_batches(size: int, batch_size: int, seed: int = 0,
@@ -143,7 +149,7 @@ def regressor_batches(size: int, batch_size: int, seed: int = 0,
     (seeded from ``seed``), so that nothing image-sized is made on the host.
     """
     dev = torch.device(device)
-    g = _generator(seed + 7919)
+    g = as_generator(seed + 7919)
     noise_g = None
     if dev.type != "cpu":
         try:

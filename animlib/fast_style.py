@@ -10,27 +10,27 @@ optimisation (:mod:`animlib.style`), then stylises a new image in one forward pa
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import FeatureExtractor, _layer_tuple
-from .engine import Trainer, resolve_amp
-from .runtime import ProfileSettings, get_device
-from .style import _as_batch, content_loss, gram_matrix, style_loss, tv_loss
+from .backbones import FeatureExtractor, as_layer_names, norm_layer
+from .engine import Trainer
+from .precision import resolve_amp
+from .runtime import ProfileSettings, get_device, seeded, step_generator
+from .style import as_image_batch, content_loss, gram_matrix, style_loss, tv_loss
 
 __all__ = [
+    "TransformerStep",
     "FastStyleSettings",
     "TransformerConfig",
     "ConvLayer",
     "ResidualBlock",
     "UpsampleConvLayer",
     "TransformerNet",
-    "FastStyleResult",
     "random_crops",
     "train_fast_style",
     "fast_stylize",
@@ -61,11 +61,9 @@ class TransformerConfig:
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    raise ValueError(f"norm must be 'instance' or 'batch', got {kind!r}")
+    if kind not in ("instance", "batch"):
+        raise ValueError(f"norm must be 'instance' or 'batch', got {kind!r}")
+    return norm_layer(kind, channels)
 
 
 class ConvLayer(nn.Module):
@@ -167,19 +165,6 @@ class TransformerNet(nn.Module):
         return torch.sigmoid(self.up(h))  # (B, 3, H, W)
 
 
-@dataclass
-class FastStyleResult:
-    """What :func:`train_fast_style` returns."""
-
-    net: TransformerNet  # trained, in eval mode, on the training device
-    history: List[Dict[str, float]]
-    seconds: float
-    seconds_per_step: float
-    steps: int
-    feature_net: str
-    trainer: Any = field(default=None, repr=False)
-
-
 def random_crops(
     images: Union[Tensor, Sequence[Tensor]],
     size: int,
@@ -235,10 +220,52 @@ def _training_batches(images: Any, image_size: int, batch_size: int, seed: int, 
     pool = [im.float().to(dev) for im in pool]
 
     def data(step: int) -> Tensor:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        return random_crops(pool, image_size, batch_size, g)
+        return random_crops(pool, image_size, batch_size, step_generator(seed, step))
 
     return data
+
+
+@dataclass
+class TransformerStep:
+    """One step of :func:`train_fast_style`: the perceptual loss of the transformer's output, one update.
+
+    ``content_weight * L_content(T(y), y) + style_weight * L_style(T(y), style) + tv_weight * TV(T(y))``
+    on a batch ``y`` of content crops, with the losses of :func:`animlib.style.stylize`; ``style_targets``
+    are the style image's Gram matrices per layer. The model is the trainer's ``"transformer"``.
+    """
+
+    extractor: FeatureExtractor
+    content_layers: Tuple[str, ...]
+    style_layers: Tuple[str, ...]
+    style_targets: Dict[str, Tensor]
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+
+    def __call__(self, t: Trainer, y: Any) -> Dict[str, Tensor]:
+        if isinstance(y, (list, tuple)):  # e.g. (images, labels) from a DataLoader
+            y = y[0]
+        if not isinstance(y, Tensor) or y.dim() != 4 or y.shape[1] != 3:
+            raise ValueError(
+                f"training batches must be (B, 3, H, W) image tensors, got {getattr(y, 'shape', type(y))}"
+            )
+        y = y.float()
+        with t.autocast():
+            out = t.models["transformer"](y)  # (B, 3, H, W)
+            fo = self.extractor(out)
+            with torch.no_grad():
+                fy = self.extractor(y, self.content_layers)  # only as deep as the content layers
+        c = sum(content_loss(fo[n], fy[n]) for n in self.content_layers)
+        s = sum(style_loss(gram_matrix(fo[n]), self.style_targets[n]) for n in self.style_layers)
+        loss = self.content_weight * c + self.style_weight * s
+        rec = {"content": c.detach(), "style": s.detach()}
+        if self.tv_weight:
+            tv = tv_loss(out)
+            loss = loss + self.tv_weight * tv
+            rec["tv"] = tv.detach()
+        t.optimize(loss, "transformer")
+        rec["loss"] = loss.detach()
+        return rec
 
 
 def train_fast_style(
@@ -264,7 +291,7 @@ def train_fast_style(
     checkpoint_dir: Union[str, os.PathLike, None] = None,
     checkpoint_every: int = 0,
     resume: bool = False,
-) -> FastStyleResult:
+) -> Trainer:
     """Train a :class:`TransformerNet` for one style (Johnson et al. 2016) through the engine.
 
     Loss per batch of content crops ``y``: ``content_weight * L_content(T(y), y) + style_weight *
@@ -273,23 +300,27 @@ def train_fast_style(
     each step draws ``batch_size`` random crops of ``image_size`` (seeded by ``seed`` and the step,
     so resumed runs see the same batches); or a DataLoader / iterable of ``(B, 3, H, W)`` batches;
     or a callable ``data(step) -> batch``. Adam with learning rate ``lr`` (Johnson: 1e-3).
+
+    Returns the :class:`~animlib.engine.Trainer`, like every ``train_*`` function:
+    ``trainer.raw_models["transformer"]`` is the trained net (in eval mode, on the training device),
+    ``trainer.history`` the losses, ``trainer.seconds`` the training time.
     """
     dev = get_device(device)
-    style = _as_batch(style, "style")
+    style = as_image_batch(style, "style")
     if style.shape[0] != 1:
         raise ValueError("train_fast_style learns one style: pass a single style image")
     if image_size % 4:
         raise ValueError(f"image_size must be a multiple of 4, got {image_size}")
-    content_layers, style_layers = _layer_tuple(content_layers), _layer_tuple(style_layers)
+    content_layers, style_layers = as_layer_names(content_layers), as_layer_names(style_layers)
     if extractor is None:
         extractor = FeatureExtractor(content_layers + style_layers, "auto")
     missing = [n for n in content_layers + style_layers if n not in extractor.layer_index]
     if missing:
         raise ValueError(f"the extractor does not compute {missing}")
     extractor = extractor.to(dev)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = net if net is not None else TransformerNet(config)
+    if net is None:
+        with seeded(seed):
+            net = TransformerNet(config)
 
     amp_dtype = resolve_amp(amp, dev)
     with torch.no_grad():
@@ -299,36 +330,13 @@ def train_fast_style(
 
     data = _training_batches(images, image_size, batch_size, seed, dev)
 
-    def step_fn(t: Trainer, y: Any) -> Dict[str, Tensor]:
-        if isinstance(y, (list, tuple)):  # e.g. (images, labels) from a DataLoader
-            y = y[0]
-        if not isinstance(y, Tensor) or y.dim() != 4 or y.shape[1] != 3:
-            raise ValueError(
-                f"training batches must be (B, 3, H, W) image tensors, got {getattr(y, 'shape', type(y))}"
-            )
-        y = y.float()
-        with t.autocast():
-            out = t.models["transformer"](y)  # (B, 3, H, W)
-            fo = extractor(out)
-            with torch.no_grad():
-                fy = extractor(y, content_layers)  # only as deep as the content layers
-        c = sum(content_loss(fo[n], fy[n]) for n in content_layers)
-        s = sum(style_loss(gram_matrix(fo[n]), style_targets[n]) for n in style_layers)
-        loss = content_weight * c + style_weight * s
-        rec = {"content": c.detach(), "style": s.detach()}
-        if tv_weight:
-            tv = tv_loss(out)
-            loss = loss + tv_weight * tv
-            rec["tv"] = tv.detach()
-        t.optimize(loss, "transformer")
-        rec["loss"] = loss.detach()
-        return rec
-
+    step = TransformerStep(extractor, content_layers, style_layers, style_targets, content_weight, style_weight,
+                           tv_weight)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     trainer = Trainer(
         {"transformer": net},
         {"transformer": opt},
-        step_fn,
+        step,
         device=dev,
         amp=amp,
         progress=progress,
@@ -336,22 +344,11 @@ def train_fast_style(
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
     )
-    t0 = time.perf_counter()
-    done_before = 0
-    if resume and trainer.resume():
-        done_before = trainer.step
+    if resume:
+        trainer.resume()
     trainer.fit(data, steps)
-    seconds = time.perf_counter() - t0
-    net = trainer.unwrap("transformer").eval()
-    return FastStyleResult(
-        net=net,
-        history=trainer.history,
-        seconds=seconds,
-        seconds_per_step=seconds / max(steps - done_before, 1),
-        steps=steps,
-        feature_net=extractor.source,
-        trainer=trainer,
-    )
+    trainer.unwrap("transformer").eval()
+    return trainer
 
 
 @torch.no_grad()
@@ -362,7 +359,7 @@ def fast_stylize(
 
     Images whose sides are not multiples of 4 are reflection-padded and cropped back.
     """
-    x = _as_batch(images, "images").float()
+    x = as_image_batch(images, "images").float()
     dev = next(net.parameters()).device
     was_training = net.training
     net.eval()

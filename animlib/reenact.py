@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.faces import _generator, face_landmarks, render_faces, sample_identity, sample_motion
+from .data.faces import as_generator, face_landmarks, render_faces, sample_identity, sample_motion
+from .data.images import to_float, to_uint8
 from .data.landmarks import PARTS, interocular_distance, rasterize_landmarks
 from .engine import Trainer
 from .gan import check_image_channels, get_gan_loss, spectral_norm_all
@@ -45,10 +46,10 @@ __all__ = [
     "adain",
     "ReenactConfig",
     "Embedder",
-    "Generator",
+    "FaceGenerator",
     "ProjectionDiscriminator",
     "WarpGenerator",
-    "content_loss",
+    "multiscale_content_loss",
     "feature_matching_loss",
     "match_loss",
     "relative_landmarks",
@@ -61,7 +62,7 @@ __all__ = [
     "meta_train",
     "train_warp",
     "finetune",
-    "reenact",
+    "animate",
     "landmark_warp",
     "ReenactSettings",
 ]
@@ -160,7 +161,7 @@ class _AdaINRes(nn.Module):
         return h + r
 
 
-class Generator(nn.Module):
+class FaceGenerator(nn.Module):
     """``G(driver, ê)``: a driver (landmark image (B, P, H, W), or a frame (B, 3, H, W) when
     ``config.driver == "image"``) and an identity vector -> a frame (B, 3, H, W) in [0, 1].
 
@@ -209,7 +210,7 @@ class Generator(nn.Module):
         cin = N_PARTS if c.driver == "landmarks" else 3
         if driver.ndim != 4 or driver.shape[1] != cin or driver.shape[-1] != c.image_size:
             kind = "landmark images" if c.driver == "landmarks" else "driving frames"
-            raise ValueError(f"Generator(driver={c.driver!r}) needs {kind} (B, {cin}, {c.image_size}, {c.image_size}); "
+            raise ValueError(f"FaceGenerator(driver={c.driver!r}) needs {kind} (B, {cin}, {c.image_size}, {c.image_size}); "
                              f"got {tuple(driver.shape)}")
         if (e is None) == (psi is None):
             raise ValueError("give the identity as exactly one of e= (the embedding) or psi= (AdaIN parameters)")
@@ -309,7 +310,7 @@ class WarpGenerator(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # losses
 # ----------------------------------------------------------------------------------------------
-def content_loss(fake: torch.Tensor, real: torch.Tensor, levels: int = 3, vgg: nn.Module | None = None,
+def multiscale_content_loss(fake: torch.Tensor, real: torch.Tensor, levels: int = 3, vgg: nn.Module | None = None,
                  vgg_weight: float = 0.0) -> torch.Tensor:
     """L_CNT: L1 on pixels at ``levels`` scales (each halving by average pooling), plus ``vgg_weight``
     times the L1 between VGG features (:class:`animlib.backbones.FeatureExtractor`) when ``vgg`` is given.
@@ -385,7 +386,7 @@ class FacePool:
                  cache: Optional[bool] = None):
         if n_ids < 1 or n_poses < 2:
             raise ValueError(f"need n_ids >= 1 identities with n_poses >= 2 poses each; got {n_ids}, {n_poses}")
-        g = _generator(seed)
+        g = as_generator(seed)
         self.size, self.n_ids, self.n_poses = size, n_ids, n_poses
         self.identity = sample_identity(n_ids, g)
         self.motion = sample_motion(n_ids * n_poses, g).view(n_ids, n_poses, 5)
@@ -399,8 +400,8 @@ class FacePool:
             i, m = ident[a : a + 2048].to(dev), mot[a : a + 2048].to(dev)
             p = face_landmarks(i, m)
             if self.cached:
-                imgs.append(_to_bytes(render_faces(i, m, size)).cpu())
-                lms.append(_to_bytes(rasterize_landmarks(p, size)).cpu())
+                imgs.append(to_uint8(render_faces(i, m, size)).cpu())
+                lms.append(to_uint8(rasterize_landmarks(p, size)).cpu())
             pts.append(p.cpu())
         self.landmarks = torch.cat(pts).view(n_ids, n_poses, 68, 2)
         self.images = torch.cat(imgs).view(n_ids, n_poses, 3, size, size) if self.cached else None
@@ -413,8 +414,8 @@ class FacePool:
         m = self.motion[ids.reshape(-1), poses.reshape(-1)].to(self.render_device)
         p = self.landmarks[ids.reshape(-1), poses.reshape(-1)].to(self.render_device)
         s = self.size
-        frames = _to_bytes(render_faces(i, m, s)).view(*shape, 3, s, s)
-        return frames, _to_bytes(rasterize_landmarks(p, s)).view(*shape, N_PARTS, s, s)
+        frames = to_uint8(render_faces(i, m, s)).view(*shape, 3, s, s)
+        return frames, to_uint8(rasterize_landmarks(p, s)).view(*shape, N_PARTS, s, s)
 
     def frames(self, index: torch.Tensor) -> torch.Tensor:
         """Single frames as bytes ``(len(index), 3, S, S)``, by flat index ``identity * n_poses + pose``."""
@@ -441,9 +442,9 @@ class FacePool:
         pool.nbytes = n_ids * n_poses * (3 + N_PARTS) * size * size
         pool.identity = torch.full((n_ids, 8), float("nan"))
         pool.motion = torch.full((n_ids, n_poses, 5), float("nan"))
-        pool.images = _to_bytes(images)
+        pool.images = to_uint8(images)
         pool.landmarks = points.float()
-        pool.lm_images = _to_bytes(torch.cat([rasterize_landmarks(p, size) for p in points.float()])).view(
+        pool.lm_images = to_uint8(torch.cat([rasterize_landmarks(p, size) for p in points.float()])).view(
             n_ids, n_poses, N_PARTS, size, size)
         return pool
 
@@ -457,8 +458,8 @@ class FacePool:
         """
         frames, lm, idx = self.gather(batch_size, k, generator, ids)
         dev = torch.device(device) if device is not None else (self.images.device if self.cached else frames.device)
-        x = _from_bytes(frames.to(dev, non_blocking=True))
-        y = _from_bytes(lm.to(dev, non_blocking=True))
+        x = to_float(frames.to(dev, non_blocking=True))
+        y = to_float(lm.to(dev, non_blocking=True))
         return x[:, :k], y[:, :k], x[:, k], y[:, k], idx.to(dev)
 
     def gather(self, batch_size: int, k: int, generator: torch.Generator,
@@ -481,14 +482,6 @@ def _follow(module: nn.Module | None, device: torch.device) -> None:
     p = next(module.parameters(), None) if module is not None else None
     if p is not None and p.device != device:
         module.to(device)
-
-
-def _to_bytes(x: torch.Tensor) -> torch.Tensor:
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def _from_bytes(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 255
 
 
 # ----------------------------------------------------------------------------------------------
@@ -532,7 +525,7 @@ class ReenactStep:
         trainer.optimize(d_loss, "d")
         with trainer.autocast():
             r_gen, f_gen = D(fake, tgt_lm, i=idx)  # feature-matching targets: D's real maps from its own step
-        cnt = content_loss(fake, tgt, vgg=self.vgg, vgg_weight=self.vgg_weight)
+        cnt = multiscale_content_loss(fake, tgt, vgg=self.vgg, vgg_weight=self.vgg_weight)
         adv = g_loss_fn(r_gen.float())
         fm = feature_matching_loss([f.float() for f in f_gen], [f.float() for f in f_real])
         mch = match_loss(trainer.raw_models["d"].W(idx), e.float())
@@ -551,13 +544,13 @@ class WarpStep:
         src, src_lm, tgt, tgt_lm, _ = batch
         with trainer.autocast():
             fake = trainer.models["model"](src[:, 0], src_lm[:, 0], tgt_lm).float()
-        loss = content_loss(fake, tgt)
+        loss = multiscale_content_loss(fake, tgt)
         trainer.optimize(loss, "model")
         return {"loss": loss.detach()}
 
 
 def _pool_data(pool: FacePool, batch_size: int, k: int, seed: int, device=None):
-    g = _generator(seed)
+    g = as_generator(seed)
     return lambda step: pool.batch(batch_size, k, g, device=device)
 
 
@@ -575,7 +568,7 @@ def meta_train(pool: FacePool, steps: int, *, config: ReenactConfig | None = Non
     if cfg.image_size != pool.size:
         raise ValueError(f"config.image_size {cfg.image_size} != the pool's image size {pool.size}")
     torch.manual_seed(seed)
-    E, G, D = Embedder(cfg), Generator(cfg), ProjectionDiscriminator(cfg, n_identities=pool.n_ids)
+    E, G, D = Embedder(cfg), FaceGenerator(cfg), ProjectionDiscriminator(cfg, n_identities=pool.n_ids)
     opt_g = torch.optim.Adam(list(E.parameters()) + list(G.parameters()), lr=lr_g, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(0.5, 0.999))
     # both learning rates decay along a half cosine to 10 % (short runs end sharper)
@@ -591,8 +584,11 @@ def meta_train(pool: FacePool, steps: int, *, config: ReenactConfig | None = Non
 
 def train_warp(pool: FacePool, steps: int, *, config: ReenactConfig | None = None, batch_size: int = 16,
                lr: float = 1e-3, seed: int = 0, device="auto", amp=None, progress: bool = True,
-               **trainer_kwargs) -> WarpGenerator:
-    """Train the X2Face-style :class:`WarpGenerator` on the same episodes (self-reenactment, L_CNT)."""
+               **trainer_kwargs) -> Trainer:
+    """Train the X2Face-style :class:`WarpGenerator` on the same episodes (self-reenactment, L_CNT).
+
+    Returns the :class:`~animlib.engine.Trainer`, like every ``train_*`` function:
+    ``trainer.raw_models["model"]`` is the warp, in eval mode."""
     cfg = config or ReenactConfig(image_size=pool.size)
     torch.manual_seed(seed)
     model = WarpGenerator(cfg)
@@ -600,16 +596,17 @@ def train_warp(pool: FacePool, steps: int, *, config: ReenactConfig | None = Non
     trainer = Trainer({"model": model}, {"model": opt}, WarpStep(), device=device, amp=amp, progress=progress,
                       desc="warp baseline", **trainer_kwargs)
     trainer.fit(_pool_data(pool, batch_size, 1, seed + 1, trainer.device), steps)
-    return model.eval()
+    model.eval()
+    return trainer
 
 
 # ----------------------------------------------------------------------------------------------
 # few-shot fine-tuning and inference
 # ----------------------------------------------------------------------------------------------
-def finetune(embedder: Embedder, generator: Generator, discriminator: ProjectionDiscriminator,
+def finetune(embedder: Embedder, generator: FaceGenerator, discriminator: ProjectionDiscriminator,
              frames: torch.Tensor, lm_images: torch.Tensor, steps: int, *, lr_g: float = 5e-4, lr_d: float = 2e-3,
              step: ReenactStep | None = None, batch_size: int = 8, seed: int = 0, device="auto",
-             progress: bool = False) -> Tuple[Generator, torch.Tensor]:
+             progress: bool = False) -> Tuple[FaceGenerator, torch.Tensor]:
     """Few-shot fine-tuning on K frames of one new person (Zakharov's second stage).
 
     ``frames`` (K, 3, S, S) and their landmark images (K, P, S, S). ψ' starts at ``P ê`` and the
@@ -631,7 +628,7 @@ def finetune(embedder: Embedder, generator: Generator, discriminator: Projection
     psi, w = HeldTensor(G.adain_params(e)), HeldTensor(e)  # ψ' and the discriminator's w', trained here
     opt_g = torch.optim.Adam(list(G.parameters()) + [psi.value], lr=lr_g, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(list(D.parameters()) + [w.value], lr=lr_d, betas=(0.5, 0.999))
-    g = _generator(seed)
+    g = as_generator(seed)
 
     def shots(_step: int):
         j = torch.randint(0, frames.shape[0], (batch_size,), generator=g).to(dev)
@@ -677,14 +674,14 @@ class FinetuneStep:
         d_loss = d_loss_fn(r_real, r_fake)
         t.optimize(d_loss, "d")
         r_gen, f_gen = D(fake, y, w=w)
-        g_loss = (st.cnt * content_loss(fake, x, vgg=st.vgg, vgg_weight=st.vgg_weight) + st.adv * g_loss_fn(r_gen)
+        g_loss = (st.cnt * multiscale_content_loss(fake, x, vgg=st.vgg, vgg_weight=st.vgg_weight) + st.adv * g_loss_fn(r_gen)
                   + st.fm * feature_matching_loss(f_gen, [f.detach() for f in f_real]))
         t.optimize(g_loss, "g")
         return {"loss": g_loss.detach(), "d_loss": d_loss.detach()}
 
 
 @torch.no_grad()
-def reenact(generator: Generator, driver: torch.Tensor, e: torch.Tensor | None = None,
+def animate(generator: FaceGenerator, driver: torch.Tensor, e: torch.Tensor | None = None,
             psi: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
     """Frames for drivers (N, C, S, S) or (N, T, C, S, S) with identity ``e`` / ``psi`` ((N, ·) or (1, ·))."""
     generator.eval()
@@ -731,9 +728,9 @@ def landmark_warp(image: torch.Tensor, source_points: torch.Tensor, target_point
     pix = F.affine_grid(theta, (1, 3, H, W), align_corners=False).view(-1, 2)  # (HW, 2) output pixel centres
     frames = []
     for k in range(tgt.shape[0]):
-        centres = torch.cat([tgt[k], border])  # (100, 2)
+        centers = torch.cat([tgt[k], border])  # (100, 2)
         disp = torch.cat([src - tgt[k], torch.zeros_like(border)])  # (100, 2)
-        phi = torch.exp(-torch.cdist(pix, centres).pow(2) / (2 * s * s))  # (HW, 100)
+        phi = torch.exp(-torch.cdist(pix, centers).pow(2) / (2 * s * s))  # (HW, 100)
         u = (phi @ disp) / (phi.sum(1, keepdim=True) + 1e-8)
         grid = (pix + u).view(1, H, W, 2)
         frames.append(F.grid_sample(image[None].to(dt), grid, mode="bilinear", padding_mode="border",

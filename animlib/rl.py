@@ -146,13 +146,34 @@ def sync_target(target: nn.Module, online: nn.Module, tau: float = 1.0) -> None:
         bt.copy_(bo)
 
 
-class ReplayBuffer:
+class _RingState:
+    """``state_dict``/``load_state_dict`` for a ring buffer: its tensors (named in ``_tensors``) and
+    its write position and fill level, so ``Trainer(extra={"replay": buffer})`` checkpoints it."""
+
+    _tensors: Tuple[str, ...] = ()
+    pos: int
+    size: int
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        state = {k: getattr(self, k) for k in self._tensors}
+        state.update(pos=torch.tensor(self.pos), size=torch.tensor(self.size))
+        return state
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        for k in self._tensors:
+            getattr(self, k).copy_(state[k])
+        self.pos, self.size = int(state["pos"]), int(state["size"])
+
+
+class ReplayBuffer(_RingState):
     """A ring buffer of transitions ``(state, action, reward, next_state, done)``.
 
     ``state`` may be any fixed-shape tensor (an index for tabular problems, a feature map for deep
     ones). ``sample(batch, generator)`` draws uniformly with replacement. The buffer has
     ``state_dict``/``load_state_dict``, so ``Trainer(extra={"replay": buffer})`` checkpoints it.
     """
+
+    _tensors = ("states", "next_states", "actions", "rewards", "dones")
 
     def __init__(self, capacity: int, state_shape: Tuple[int, ...] = (), state_dtype: torch.dtype = torch.float32):
         if capacity < 1:
@@ -193,18 +214,9 @@ class ReplayBuffer:
         return {"state": self.states[idx], "action": self.actions[idx], "reward": self.rewards[idx],
                 "next_state": self.next_states[idx], "done": self.dones[idx]}
 
-    def state_dict(self) -> Dict[str, torch.Tensor]:
-        return {"states": self.states, "next_states": self.next_states, "actions": self.actions,
-                "rewards": self.rewards, "dones": self.dones, "pos": torch.tensor(self.pos),
-                "size": torch.tensor(self.size)}
-
-    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
-        for k in ("states", "next_states", "actions", "rewards", "dones"):
-            getattr(self, k).copy_(state[k])
-        self.pos, self.size = int(state["pos"]), int(state["size"])
 
 
-class EpisodeReplay:
+class EpisodeReplay(_RingState):
     """A ring buffer of whole episodes, for recurrent Q-networks (Hausknecht & Stone 2015).
 
     A recurrent network's state depends on everything it saw, so single replayed transitions would
@@ -214,6 +226,8 @@ class EpisodeReplay:
     ``(n,)`` and ``rewards`` ``(n,)``. ``state_dict``/``load_state_dict`` make it checkpointable
     (``Trainer(extra={"replay": buffer})``).
     """
+
+    _tensors = ("inputs", "actions", "rewards")
 
     def __init__(self, capacity: int, steps: int, obs_shape: Tuple[int, ...], obs_dtype: torch.dtype = torch.float32):
         if capacity < 1 or steps < 1:
@@ -250,14 +264,6 @@ class EpisodeReplay:
         idx = torch.randint(self.size, (batch_size,), generator=generator)
         return {"inputs": self.inputs[idx], "actions": self.actions[idx], "rewards": self.rewards[idx]}
 
-    def state_dict(self) -> Dict[str, torch.Tensor]:
-        return {"inputs": self.inputs, "actions": self.actions, "rewards": self.rewards,
-                "pos": torch.tensor(self.pos), "size": torch.tensor(self.size)}
-
-    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
-        for k in ("inputs", "actions", "rewards"):
-            getattr(self, k).copy_(state[k])
-        self.pos, self.size = int(state["pos"]), int(state["size"])
 
 
 # ----------------------------------------------------------------------------- tabular

@@ -1,21 +1,22 @@
-"""Devices, seeding, profiles, precision capability, and the record every chapter run leaves behind.
+"""Devices, seeding, profiles, and the record every chapter run leaves behind.
 
 Devices are resolved at call time (``get_device("auto")``: CUDA, then Apple MPS, then CPU), never
-when a module is defined. Whether this CPU computes bfloat16 natively is *measured*
-(:func:`cpu_bf16_support`): a CPU without bf16 hardware emulates it, tens of times slower than fp32. Profiles size every experiment: ``quick`` is the CPU setting that the book
-build and CI execute in minutes; ``full`` is the GPU setting at the source papers' scale.
+when a module is defined. The precision a run trains in is :mod:`animlib.precision`'s business; the
+record (``metrics.json``) includes what it chose and why. Profiles size every experiment: ``quick``
+is the CPU setting that the book build and CI execute in minutes; ``full`` is the GPU setting at the
+source papers' scale.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import random
 import subprocess
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -24,6 +25,7 @@ import torch
 
 from . import __version__
 from .files import atomic_write_text, sha256_file
+from .precision import amp_label, precision_provenance
 from .rehearsal import WorkCap, cap_items, work_cap
 
 PROFILES = ("quick", "full")
@@ -32,12 +34,11 @@ __all__ = [
     "PROFILES",
     "get_device",
     "seed_everything",
+    "step_generator",
+    "seeded",
     "check_profile",
     "ProfileSettings",
     "training_steps",
-    "CpuBf16Support",
-    "cpu_bf16_support",
-    "precision_provenance",
     "WorkCap",
     "work_cap",
     "cap_items",
@@ -83,105 +84,6 @@ def get_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
     return dev
 
 
-@dataclass(frozen=True)
-class CpuBf16Support:
-    """What :func:`cpu_bf16_support` found out about bfloat16 on this CPU.
-
-    ``native``: oneDNN reports bf16 instructions (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``).
-    ``fp32_seconds`` / ``bf16_seconds``: median time of one small convolution forward+backward in
-    each precision (bf16 under ``torch.autocast``). ``speedup = fp32_seconds / bf16_seconds``: above 1
-    bf16 is faster. ``fast``: bf16 is native and not emulated (measured at least
-    :data:`BF16_MIN_SPEEDUP` times the speed of fp32), so ``amp="auto"`` picks it. ``reason``: one sentence for a printout.
-    """
-
-    native: bool
-    fp32_seconds: float
-    bf16_seconds: float
-    speedup: float
-    fast: bool
-    threads: int
-    reason: str
-
-    def as_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
-
-# The probe must find bf16 at least half as fast as fp32 for bf16 to be chosen. Native bf16
-# convolutions measure 1.3-2.3x faster (the slower figure with ATEN_CPU_CAPABILITY=default),
-# emulated ones 10-50x slower; on a busy machine a native one measured 0.95x. The threshold sits far
-# from both groups, so the choice (and with it a chapter's numbers) is the same from run to run.
-BF16_MIN_SPEEDUP = 0.5
-_BF16_LOCK = threading.Lock()
-_BF16_CACHE: Dict[int, CpuBf16Support] = {}
-
-
-def _mkldnn_bf16_native() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN, or an older torch
-        return False
-
-
-def _conv_step_timer(dtype: Optional[torch.dtype]):
-    """A function timing one small conv forward+backward on the CPU (``dtype`` None: fp32)."""
-    g = torch.Generator().manual_seed(0)
-    w1 = (torch.randn(64, 32, 3, 3, generator=g) * 0.05).requires_grad_(True)
-    w2 = (torch.randn(64, 64, 3, 3, generator=g) * 0.05).requires_grad_(True)
-    x = torch.randn(4, 32, 32, 32, generator=g)
-
-    def once() -> float:
-        t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            y = torch.nn.functional.conv2d(torch.relu(torch.nn.functional.conv2d(x, w1, padding=1)), w2, padding=1)
-        y.float().square().mean().backward()
-        return time.perf_counter() - t0
-
-    once()  # warm-up: kernel selection and first-touch allocation
-    return once
-
-
-def _median(values) -> float:
-    values = sorted(values)
-    return values[len(values) // 2]
-
-
-def cpu_bf16_support(refresh: bool = False) -> CpuBf16Support:
-    """Does this CPU compute bfloat16 natively, and is bf16 autocast faster than fp32 here?
-
-    Combines oneDNN's own report with a one-shot timed probe (a small convolution forward+backward
-    in fp32 and under bf16 autocast, medians of five after a warm-up; about 0.2 s where bf16 is
-    native, 1-2 s where it is emulated). The report alone is not enough: ``ONEDNN_MAX_CPU_ISA=AVX2`` or a virtual machine
-    can disable the instructions it announces, and then bf16 runs emulated, tens of times slower.
-    The result is cached per process and thread count; ``refresh=True`` measures again.
-    """
-    threads = torch.get_num_threads()
-    with _BF16_LOCK:
-        if not refresh and threads in _BF16_CACHE:
-            return _BF16_CACHE[threads]
-        native = _mkldnn_bf16_native()
-        with torch.random.fork_rng(devices=[]):
-            fp32, bf16 = _conv_step_timer(None), _conv_step_timer(torch.bfloat16)
-            t32, first = fp32(), bf16()
-            if first > 4 * t32:  # an emulated path is 10-50x slower: one measurement settles it
-                t16 = first
-            else:  # interleaved pairs, so that load from other processes hits both precisions alike
-                pairs = [(t32, first)] + [(fp32(), bf16()) for _ in range(4)]
-                t32, t16 = _median(a for a, _ in pairs), _median(b for _, b in pairs)
-        speedup = t32 / max(t16, 1e-9)
-        fast = native and speedup >= BF16_MIN_SPEEDUP
-        if fast:
-            reason = f"native bf16: bf16 autocast measured {speedup:.1f}x the speed of fp32"
-        elif native:
-            reason = (f"oneDNN reports bf16 but it measured {speedup:.2f}x the speed of fp32 "
-                      "(disabled or emulated here), so fp32 is used")
-        else:
-            reason = f"no bf16 instructions: bf16 is emulated, measured {1 / max(speedup, 1e-9):.1f}x slower than fp32"
-        info = CpuBf16Support(native=native, fp32_seconds=t32, bf16_seconds=t16, speedup=speedup, fast=fast,
-                              threads=threads, reason=reason)
-        _BF16_CACHE[threads] = info
-        return info
-
-
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     """Seed Python, NumPy and torch (all CUDA devices too); return a seeded CPU generator.
 
@@ -201,6 +103,21 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     return torch.Generator().manual_seed(seed)
+
+
+def step_generator(seed: int, step: int, device: Union[str, torch.device] = "cpu") -> torch.Generator:
+    """The generator for draw number ``step`` of a run seeded with ``seed``: one per step, so a
+    sampler's ``step``-th batch is the same whether the run got there straight or by resuming."""
+    return torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + int(step))
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Run the block with torch's global RNG seeded by ``seed``, then give the caller's RNG back
+    untouched: the way to build the same initial weights for the same seed, whatever ran before."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def check_profile(profile: str) -> str:
@@ -271,27 +188,6 @@ def _git_commit() -> Optional[str]:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-def precision_provenance() -> Dict[str, Any]:
-    """The CPU facts that decide precision and kernels, for ``metrics.json``.
-
-    ``cpu_capability``: the ATen kernel set in use (``ATEN_CPU_CAPABILITY`` can lower it);
-    ``onednn_max_cpu_isa``: the oneDNN cap if one is set; ``cpu_bf16``: the probe's result if this
-    process ran it (it runs on the first ``amp="auto"`` or ``"bf16"`` on the CPU).
-    """
-    try:
-        capability = torch.backends.cpu.get_cpu_capability()
-    except AttributeError:  # torch < 2.1
-        capability = None
-    probed = _BF16_CACHE.get(torch.get_num_threads()) or next(iter(_BF16_CACHE.values()), None)
-    return {
-        "cpu_capability": capability,
-        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-        "cpu_bf16": None if probed is None else {
-            "native": probed.native, "fast": probed.fast, "speedup": round(probed.speedup, 3),
-        },
-    }
 
 
 @dataclass
@@ -382,7 +278,6 @@ class ChapterRun:
         cap = work_cap()
         if cap.active:
             record["work_cap"] = cap.as_dict()  # a rehearsal: the numbers above mean nothing
-        from .engine import amp_label  # engine imports this module
 
         record["precision"] = amp_label("auto", self.device)  # what every chapter's amp="auto" trains in
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -52,11 +52,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import FeatureExtractor, _layer_tuple
-from .engine import TensorState, Trainer, resolve_amp
-from .runtime import ProfileSettings, get_device
+from .backbones import FeatureExtractor, as_layer_names
+from .engine import TensorState, Trainer, every
+from .precision import resolve_amp
+from .runtime import ProfileSettings, get_device, seeded
 
 __all__ = [
+    "as_image_batch",
+    "PixelStep",
     "StyleSettings",
     "gram_matrix",
     "content_loss",
@@ -270,7 +273,9 @@ def alpha_ramp(
 # ----------------------------------------------------------------------------------------------
 # Images, a baseline and an independent judge
 # ----------------------------------------------------------------------------------------------
-def _as_batch(img: Tensor, who: str) -> Tensor:
+def as_image_batch(img: Tensor, who: str) -> Tensor:
+    """``img`` as a float batch ``(B, 3, H, W)``: a ``(3, H, W)`` image gains the batch dimension;
+    anything else is refused with an error that names ``who``."""
     if not isinstance(img, Tensor):
         raise TypeError(f"{who} must be a torch.Tensor image, got {type(img).__name__}")
     if img.dim() == 3:
@@ -299,8 +304,8 @@ def match_color(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
     roots), clamped to [0, 1]. It copies everything about the style that colour statistics can carry
     and nothing about texture, which makes it the trivial baseline a style transfer must beat.
     """
-    c = _as_batch(content, "content").float()
-    s = _as_batch(style, "style").float().to(c.device)
+    c = as_image_batch(content, "content").float()
+    s = as_image_batch(style, "style").float().to(c.device)
     if s.shape[0] not in (1, c.shape[0]):
         raise ValueError("style must hold 1 image or as many as content")
     out = []
@@ -332,8 +337,8 @@ def style_distance(image: Tensor, style: Tensor, net: nn.Module) -> float:
     number unit-free: 0 means identical second-order statistics, 1 is as far as a zero Gram.
     Averaged over the batch of ``image``.
     """
-    x = _as_batch(image, "image")
-    s = _as_batch(style, "style")
+    x = as_image_batch(image, "image")
+    s = as_image_batch(style, "style")
     dev = next(net.parameters()).device
     fx, fs = net(x.to(dev)), net(s.to(dev))
     total = 0.0
@@ -465,7 +470,7 @@ class GatysLoss:
 def _initial_image(init: Union[str, Tensor], content: Tensor, seed: int) -> Tensor:
     """The starting pixels: the content image, seeded uniform noise, or a given image; clamped to [0, 1]."""
     if isinstance(init, Tensor):
-        x0 = _as_batch(init, "init").to(content.device).float()
+        x0 = as_image_batch(init, "init").to(content.device).float()
         if x0.shape != content.shape:
             raise ValueError(
                 f"init image must have the content's shape {tuple(content.shape)}, got {tuple(x0.shape)}"
@@ -514,6 +519,113 @@ def _pixel_optimizer(x: Tensor, optimizer: str, lr: float | None, line_search: b
             line_search_fn="strong_wolfe" if line_search else None,
         )
     return torch.optim.Adam([x], lr=0.02 if lr is None else lr)
+
+
+def _check_stylize_settings(content: Tensor, style: Tensor, optimizer: str, steps: int, input_pool: int,
+                            snapshot_every: int, box_weight: float) -> None:
+    """:func:`stylize`'s arguments, checked before any work: each error says what would work."""
+    b = content.shape[0]
+    if style.shape[0] not in (1, b):
+        raise ValueError(f"style must hold 1 image or {b} (one per content image), got {style.shape[0]}")
+    if optimizer not in ("lbfgs", "adam"):
+        raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    if not isinstance(input_pool, int) or input_pool < 1:
+        raise ValueError(f"input_pool must be a positive int, got {input_pool!r}")
+    if not isinstance(snapshot_every, int) or snapshot_every < 0:
+        raise ValueError(f"snapshot_every must be an int >= 0 (0: no snapshots), got {snapshot_every!r}")
+    if not (isinstance(box_weight, (int, float)) and box_weight > 0):
+        raise ValueError(f"box_weight must be a positive number, got {box_weight!r}")
+
+
+def _snapshot_keeper(x: Tensor, snapshots: List[Tuple[int, Tensor]]) -> Callable[[Trainer], None]:
+    """A callback that appends ``(step, image)`` to ``snapshots``, once per step."""
+
+    def snapshot(t: Trainer) -> None:
+        if not snapshots or snapshots[-1][0] != t.step:
+            snapshots.append((t.step, x.detach().clamp(0.0, 1.0).cpu().clone()))
+
+    return snapshot
+
+
+def _check_image_sizes(content: Tensor, style: Tensor, extractor: FeatureExtractor, content_layers: Tuple[str, ...],
+                       style_layers: Tuple[str, ...], input_pool: int) -> None:
+    """Each image is big enough for the deepest layer it goes through."""
+    for what, img, layers in (("content", content, content_layers + style_layers), ("style", style, style_layers)):
+        deepest, side = extractor.min_image_size(layers) if layers else ("", 1)
+        if min(img.shape[-2:]) < side * input_pool:
+            pool = f" ({side}×{side} after input_pool={input_pool})" if input_pool > 1 else ""
+            raise ValueError(
+                f"the {what} image is {img.shape[-2]}×{img.shape[-1]} pixels, too small for layer {deepest!r}, which "
+                f"needs at least {side * input_pool}×{side * input_pool}{pool}: upscale the {what} image or use "
+                "shallower layers"
+            )
+
+
+@dataclass
+class PixelStep:
+    """One step of :func:`stylize`: an update of the pixels ``x`` (the trainer's optimiser ``"image"``).
+
+    L-BFGS evaluates the objective several times a step (its closure); every evaluated image is a
+    candidate for the best one seen (``best``: the lowest objective and its step; ``best_image``).
+    ``evaluations`` counts the objective's evaluations. All three are tensors, so that checkpoints
+    keep them with the image. The step's record holds the losses at the image the step started from.
+    """
+
+    x: Tensor  # the pixels being optimised (a leaf tensor)
+    losses: GatysLoss
+    optimizer: str  # "lbfgs" or "adam"
+    box_scale: float  # the weight of the penalty outside [0, 1] (L-BFGS only)
+    best_image: Tensor
+    best: Tensor  # (lowest objective seen, the step it was seen at)
+    evaluations: Tensor
+
+    def objective(self, terms: Dict[str, Tensor], img: Tensor) -> Tensor:
+        if self.optimizer != "lbfgs":
+            return terms["loss"]
+        outside = img - img.detach().clamp(0.0, 1.0)  # zero inside the box; gradient only outside
+        return terms["loss"] + self.box_scale * outside.float().pow(2).mean()
+
+    def remember(self, value: Tensor, step: int) -> None:
+        """The image just evaluated is a candidate for the best one (L-BFGS probes it in its closure)."""
+        if float(value) < float(self.best[0]):
+            self.best[0], self.best[1] = float(value), step
+            self.best_image.copy_(self.x.detach())
+
+    def __call__(self, t: Trainer, _batch: Any) -> Dict[str, Tensor]:
+        if self.optimizer == "lbfgs":
+            return self._lbfgs_step(t)
+        x = self.x
+        terms = self.losses(x)
+        self.remember(terms["loss"].detach(), t.step)
+        t.optimize(terms["loss"], "image")
+        self.evaluations.add_(1)
+        record = {k: v.detach() for k, v in terms.items()}
+        record["evaluations"] = self.evaluations.clone()
+        with torch.no_grad():
+            x.clamp_(0.0, 1.0)
+        return record
+
+    def _lbfgs_step(self, t: Trainer) -> Dict[str, Tensor]:
+        record: Dict[str, Tensor] = {}
+        x, opt = self.x, t.optimizers["image"]
+
+        def closure() -> Tensor:
+            opt.zero_grad(set_to_none=True)
+            terms = self.losses(x)
+            total = self.objective(terms, x)
+            t.check_finite("loss", total)
+            total.backward()
+            self.evaluations.add_(1)
+            self.remember(total.detach(), t.step)
+            if not record:  # the first evaluation is at the current image; later ones are probes
+                record.update({k: v.detach() for k, v in terms.items()})
+                record["evaluations"] = self.evaluations.clone()  # the count when these losses were measured
+            return total
+
+        opt.step(closure)
+        return record
 
 
 def stylize(
@@ -571,143 +683,54 @@ def stylize(
     network (the image is optimised at full resolution; an alpha map is pooled the same way;
     ``extra_losses`` receive the full-resolution image). ``amp="auto"`` runs the feature network
     under bf16 autocast where the device computes bf16 natively (see
-    :func:`animlib.engine.resolve_amp`); Gram matrices and losses stay float32. Steps go through
+    :func:`animlib.precision.resolve_amp`); Gram matrices and losses stay float32. Steps go through
     :class:`animlib.engine.Trainer` (progress bar, history, NaN stop, checkpoints with the image).
     ``snapshot_every=k`` keeps the image at step 0 and every ``k`` steps (and the last) in
     ``result.snapshots``, e.g. for an animation of the optimisation (not kept in checkpoints).
     """
-    # Long, and better read whole: after the checks, the step function closes over the optimiser,
-    # the best-image tracker and the evaluation counter that the trainer checkpoints with the image.
     dev = get_device(device)
-    content = _as_batch(content, "content")
-    style = _as_batch(style, "style")
-    b = content.shape[0]
-    if style.shape[0] not in (1, b):
-        raise ValueError(f"style must hold 1 image or {b} (one per content image), got {style.shape[0]}")
-    if optimizer not in ("lbfgs", "adam"):
-        raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    content_layers, style_layers = _layer_tuple(content_layers), _layer_tuple(style_layers)
+    content = as_image_batch(content, "content")
+    style = as_image_batch(style, "style")
+    _check_stylize_settings(content, style, optimizer, steps, input_pool, snapshot_every, box_weight)
+    content_layers, style_layers = as_layer_names(content_layers), as_layer_names(style_layers)
     extractor = _checked_extractor(extractor, content_layers + style_layers).to(dev)
     extra_losses = _checked_extra_losses(extra_losses)
-    if not isinstance(input_pool, int) or input_pool < 1:
-        raise ValueError(f"input_pool must be a positive int, got {input_pool!r}")
-    for what, img, layers in (("content", content, content_layers + style_layers), ("style", style, style_layers)):
-        deepest, side = extractor.min_image_size(layers) if layers else ("", 1)
-        if min(img.shape[-2:]) < side * input_pool:
-            pool = f" ({side}×{side} after input_pool={input_pool})" if input_pool > 1 else ""
-            raise ValueError(
-                f"the {what} image is {img.shape[-2]}×{img.shape[-1]} pixels, too small for layer {deepest!r}, which "
-                f"needs at least {side * input_pool}×{side * input_pool}{pool}: upscale the {what} image or use "
-                "shallower layers"
-            )
-    if not isinstance(snapshot_every, int) or snapshot_every < 0:
-        raise ValueError(f"snapshot_every must be an int >= 0 (0: no snapshots), got {snapshot_every!r}")
+    _check_image_sizes(content, style, extractor, content_layers, style_layers, input_pool)
     content = content.to(dev).float()
     losses = GatysLoss.build(content, style.to(dev).float(), extractor, content_layers, style_layers, alpha, beta,
                               tv_weight, extra_losses, input_pool, window, resolve_amp(amp, dev))
     x = _initial_image(init, content, seed).requires_grad_(True)  # the pixels: a leaf tensor
 
     opt = _pixel_optimizer(x, optimizer, lr, line_search)
-    if not (isinstance(box_weight, (int, float)) and box_weight > 0):
-        raise ValueError(f"box_weight must be a positive number, got {box_weight!r}")
-
     with torch.no_grad():
         initial = {k: float(v) for k, v in losses(x).items()}
-    box_scale = max(initial["loss"], 1e-12) / box_weight
-    best_image = x.detach().clone()
-    best = torch.tensor([initial["loss"], 0.0])  # (lowest objective seen, the step it was seen at)
-    evaluations = torch.zeros(1)
-
-    def objective(terms: Dict[str, Tensor], img: Tensor) -> Tensor:
-        if optimizer != "lbfgs":
-            return terms["loss"]
-        outside = img - img.detach().clamp(0.0, 1.0)  # zero inside the box; gradient only outside
-        return terms["loss"] + box_scale * outside.float().pow(2).mean()
-
-    def remember(value: Tensor, step: int) -> None:
-        # The image just evaluated is a candidate for the best one (L-BFGS probes it in its closure).
-        if float(value) < float(best[0]):
-            best[0], best[1] = float(value), step
-            best_image.copy_(x.detach())
-
-    def step_fn(t: Trainer, _batch: Any) -> Dict[str, Tensor]:
-        record: Dict[str, Tensor] = {}
-        if optimizer == "lbfgs":
-
-            def closure() -> Tensor:
-                opt.zero_grad(set_to_none=True)
-                terms = losses(x)
-                total = objective(terms, x)
-                t.check_finite("loss", total)
-                total.backward()
-                evaluations.add_(1)
-                remember(total.detach(), t.step)
-                if not record:  # the first evaluation is at the current image; later ones are probes
-                    record.update({k: v.detach() for k, v in terms.items()})
-                    record["evaluations"] = evaluations.clone()  # the count when these losses were measured
-                return total
-
-            t.optimizers["image"].step(closure)
-        else:
-            terms = losses(x)
-            remember(terms["loss"].detach(), t.step)
-            t.optimize(terms["loss"], "image")
-            evaluations.add_(1)
-            record.update({k: v.detach() for k, v in terms.items()})
-            record["evaluations"] = evaluations.clone()
-            with torch.no_grad():
-                x.clamp_(0.0, 1.0)
-        return record
-
-    trainer = Trainer(
-        {},
-        {"image": opt},
-        step_fn,
-        device=dev,
-        amp=None,
-        progress=progress,
-        desc=f"stylize ({optimizer})",
-        extra={"image": TensorState(x), "best_image": TensorState(best_image), "best": TensorState(best),
-               "evaluations": TensorState(evaluations)},
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-    )
+    step = PixelStep(x=x, losses=losses, optimizer=optimizer, box_scale=max(initial["loss"], 1e-12) / box_weight,
+                     best_image=x.detach().clone(), best=torch.tensor([initial["loss"], 0.0]),
+                     evaluations=torch.zeros(1))
     snapshots: List[Tuple[int, Tensor]] = []
-
-    def snapshot(t: Trainer) -> Dict[str, float]:
-        if not snapshots or snapshots[-1][0] != t.step:
-            snapshots.append((t.step, x.detach().clamp(0.0, 1.0).cpu().clone()))
-        return {}
-
+    snapshot = _snapshot_keeper(x, snapshots)
+    trainer = Trainer(
+        {}, {"image": opt}, step, device=dev, amp=None, progress=progress, desc=f"stylize ({optimizer})",
+        extra={"image": TensorState(x), "best_image": TensorState(step.best_image), "best": TensorState(step.best),
+               "evaluations": TensorState(step.evaluations)},
+        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+        callbacks={"on_step_end": every(snapshot_every, snapshot), "on_fit_end": snapshot} if snapshot_every else None,
+    )
     if snapshot_every:
         snapshot(trainer)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         t0 = time.perf_counter()
-        trainer.fit(lambda step: None, steps, eval_fn=snapshot if snapshot_every else None,
-                    eval_every=snapshot_every)
+        trainer.fit(lambda step: None, steps)
         seconds = time.perf_counter() - t0
     with torch.no_grad():
         last = losses(x)
-        remember(objective(last, x), trainer.step)  # the image after the last update
-        out = best_image.clamp(0.0, 1.0)
+        step.remember(step.objective(last, x), trainer.step)  # the image after the last update
+        out = step.best_image.clamp(0.0, 1.0)
         final = {k: float(v) for k, v in losses(out).items()}
-    return StyleResult(
-        image=out.detach().cpu().clone(),
-        history=trainer.history,
-        initial=initial,
-        final=final,
-        seconds=seconds,
-        seconds_per_step=seconds / max(steps, 1),
-        steps=steps,
-        evaluations=int(evaluations.item()),
-        best_step=int(best[1].item()),
-        feature_net=extractor.source,
-        trainer=trainer,
-        snapshots=snapshots,
-    )
+    return StyleResult(image=out.detach().cpu().clone(), history=trainer.history, initial=initial, final=final,
+                       seconds=seconds, seconds_per_step=seconds / max(steps, 1), steps=steps,
+                       evaluations=int(step.evaluations.item()), best_step=int(step.best[1].item()),
+                       feature_net=extractor.source, trainer=trainer, snapshots=snapshots)
 
 
 def synthesize_texture(style: Tensor, size: Tuple[int, int], **kwargs: Any) -> StyleResult:
@@ -716,7 +739,7 @@ def synthesize_texture(style: Tensor, size: Tuple[int, int], **kwargs: Any) -> S
     ``stylize`` with ``alpha=0`` and ``init="noise"``; ``size`` is the output ``(H, W)``; one texture
     per style image in the batch.
     """
-    style = _as_batch(style, "style")
+    style = as_image_batch(style, "style")
     kwargs.setdefault("init", "noise")
     kwargs["alpha"] = 0.0
     blank = torch.zeros(style.shape[0], 3, int(size[0]), int(size[1]))  # one texture per style image

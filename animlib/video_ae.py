@@ -28,7 +28,7 @@ Differences from the public reference code of the source (satolab12/GRU-Autoenco
 
 Contents, helpers -> blocks -> models -> training -> anomaly scores:
 :class:`GRUCell` / :class:`GRU` (our GRU, parameter-compatible with ``torch.nn.GRUCell``),
-:class:`FrameEncoder`, :class:`FrameDecoder`, :class:`GRUAutoencoder`, :class:`PerFrameAutoencoder`,
+:class:`FrameVectorEncoder`, :class:`FrameDecoder`, :class:`GRUAutoencoder`, :class:`PerFrameAutoencoder`,
 :class:`ClipLatentAutoencoder`, :func:`clip_batches`, :func:`foreground_weights`, :class:`ReconstructionStep`,
 :func:`train_autoencoder`, :func:`frame_errors`, :func:`clip_scores`, :func:`anomaly_auc`,
 :func:`roc`, :func:`regularity_score`.
@@ -47,14 +47,15 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
+from .backbones import norm_layer
 from .engine import Trainer, batched_inference
-from .runtime import ProfileSettings
+from .runtime import ProfileSettings, step_generator
 
 __all__ = [
     "GRUAEConfig",
     "GRUCell",
     "GRU",
-    "FrameEncoder",
+    "FrameVectorEncoder",
     "FrameDecoder",
     "GRUAutoencoder",
     "PerFrameAutoencoder",
@@ -129,14 +130,6 @@ class GRUAEConfig:
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
-def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
-    return nn.Identity()
-
-
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -249,8 +242,8 @@ class GRU(nn.Module):
         return torch.stack(outs, dim=1), h  # (B, T, H), (B, H)
 
 
-class FrameEncoder(nn.Module):
-    """A frame ``(N, C, H, W)`` -> latent ``(N, z_dim)``: strided 3x3 convs, norm, ReLU, then a linear map."""
+class FrameVectorEncoder(nn.Module):
+    """A frame ``(N, C, H, W)`` -> latent vector ``(N, z_dim)``: strided 3x3 convs, norm, ReLU, then a linear map."""
 
     def __init__(self, cfg: GRUAEConfig):
         super().__init__()
@@ -264,7 +257,7 @@ class FrameEncoder(nn.Module):
             else:
                 conv = nn.Conv2d(c_in, w, 3, stride=1 if i == 0 else 2, padding=1, bias=bias)
             layers += [conv,
-                       nn.Identity() if last else _norm(cfg.norm, w), nn.ReLU(inplace=True)]
+                       nn.Identity() if last else norm_layer(cfg.norm, w), nn.ReLU(inplace=True)]
             c_in = w
         self.convs = nn.Sequential(*layers)
         self.fc = nn.Linear(cfg.widths[-1] * cfg.feature_size**2, cfg.z_dim)
@@ -299,7 +292,7 @@ class FrameDecoder(nn.Module):
                 layers.append(nn.ConvTranspose2d(ws[i], c_out, 4, stride=2, padding=1,
                                                  bias=last or cfg.norm == "none"))
             if not last:
-                layers += [_norm(cfg.norm, c_out), nn.ReLU(inplace=True)]
+                layers += [norm_layer(cfg.norm, c_out), nn.ReLU(inplace=True)]
         self.convs = nn.Sequential(*layers)
         self.out = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "none": lambda v: v}[cfg.output]
 
@@ -318,7 +311,7 @@ class _VideoAE(nn.Module):
     def __init__(self, cfg: Optional[GRUAEConfig] = None):
         super().__init__()
         self.config = cfg or GRUAEConfig()
-        self.encoder = FrameEncoder(self.config)
+        self.encoder = FrameVectorEncoder(self.config)
         self.decoder = FrameDecoder(self.config)
 
     def encode_frames(self, x: torch.Tensor) -> torch.Tensor:
@@ -500,12 +493,16 @@ def clip_batches(
     frames: Optional[int] = None,
     flip: bool = True,
     seed: int = 0,
-) -> Callable[[int], torch.Tensor]:
+    labels: Optional[torch.Tensor] = None,
+) -> Callable[[int], Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]]:
     """A ``data(step) -> (B, T, C, H, W)`` sampler over a tensor of clips ``(N, T_all, C, H, W)``.
 
     Each step draws ``batch_size`` random clips, a random window of ``frames`` consecutive frames
     (the reference code's ``trim``) and, with ``flip``, a random horizontal mirror. The draw depends
-    only on ``(seed, step)``, so a resumed run sees exactly the batches it would have seen.
+    only on ``(seed, step)`` (:func:`animlib.runtime.step_generator`), so a resumed run sees exactly
+    the batches it would have seen. With ``labels`` ``(N,)`` (one per clip) it returns
+    ``(clips (B, T, C, H, W), labels (B,))`` pairs instead: the same clips, with their labels
+    (:func:`animlib.action_classifier.labelled_clip_batches` checks them first).
     """
     if clips.dim() != 5:
         raise ValueError(f"clips must be (N, T, C, H, W), got {tuple(clips.shape)}")
@@ -515,12 +512,14 @@ def clip_batches(
                          "e.g. batch_size=16")
     if N == 0:
         raise ValueError("clips holds no clips (N = 0): give at least one clip (N, T, C, H, W)")
+    if labels is not None and len(labels) != N:
+        raise ValueError(f"got {N} clips but {len(labels)} labels")
     frames = frames or T_all
     if not 1 <= frames <= T_all:
         raise ValueError(f"frames={frames} must be between 1 and the clips' length {T_all}")
 
-    def data(step: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
+    def data(step: int) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        g = step_generator(seed, step)
         idx = torch.randint(0, N, (batch_size,), generator=g)
         start = torch.randint(0, T_all - frames + 1, (batch_size,), generator=g)
         win = torch.arange(frames)
@@ -528,7 +527,9 @@ def clip_batches(
         if flip:
             m = (torch.rand(batch_size, generator=g) < 0.5).to(batch.device)  # drawn on the host
             batch = torch.where(m[:, None, None, None, None], batch.flip(-1), batch)
-        return batch
+        if labels is None:
+            return batch
+        return batch, labels[idx.to(labels.device)]
 
     return data
 

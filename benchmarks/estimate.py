@@ -151,27 +151,20 @@ def _face_draws(n: int, g: torch.Generator):
 
 
 def runs() -> List[Run]:
-    from animlib import cinemagraph as C
-    from animlib import depth as D
-    from animlib import fast_style as FS
-    from animlib import reenact as RE
-    from animlib import style as S
-    from animlib import vae as V
-    from animlib import vaegan as VG
-    from animlib import video_ae as VA
-    from animlib.action_classifier import labelled_clip_batches
-    from animlib.backbones import FeatureExtractor
-    from animlib.data.scenes import SceneStream
-    from animlib.engine import SupervisedStep
-    from animlib.face_regressor import train_face_regressor
-    from animlib.nextframe import NextFrameConfig, NextFrameNet, NextFrameSettings
-    from animlib.rl import make_target
-
-    out: List[Run] = []
-    b = COUNT_BATCH
+    """Every training run of the full profile, in chapter order."""
     g = torch.Generator().manual_seed(0)  # seeds the host's draws that are timed
+    out = _nextframe_runs(g) + _cinemagraph_runs()
+    style = _style_options()  # shared by chapters 3 and 4 (made here: its random weights draw from torch's seed)
+    out += _style_runs(style) + _depth_runs(style, g) + _vae_runs(g) + _video_ae_runs(g) + _reenact_runs(g)
+    return out
 
-    # chapter 0: the next-frame network
+
+def _nextframe_runs(g: torch.Generator) -> List[Run]:
+    """Chapter 0: the next-frame network."""
+    from animlib.engine import SupervisedStep
+    from animlib.nextframe import NextFrameConfig, NextFrameNet, NextFrameSettings
+
+    b = COUNT_BATCH
     nf = NextFrameSettings.full()
 
     def nf_batch(n=b):
@@ -183,12 +176,20 @@ def runs() -> List[Run]:
         idx = torch.randint(0, nf.n_train, (64,), generator=g)
         return x[idx], y[idx]
 
-    out.append(Run("0", "next-frame network", nf.steps, 64,
-                   _trainer_run(lambda: {"model": NextFrameNet(NextFrameConfig())},
-                                lambda: SupervisedStep(lambda m, x: F.mse_loss(m(x[0]), x[1])), nf_batch),
-                   data=nf_host, note="pairs gathered on the host"))
+    return [Run("0", "next-frame network", nf.steps, 64,
+                _trainer_run(lambda: {"model": NextFrameNet(NextFrameConfig())},
+                             lambda: SupervisedStep(lambda m, x: F.mse_loss(m(x[0]), x[1])), nf_batch),
+                data=nf_host, note="pairs gathered on the host")]
 
-    # chapters 1 and 2: the recurrent generator, the DRQN (five seeds) and chapter 2's generator
+
+def _cinemagraph_runs() -> List[Run]:
+    """Chapters 1 and 2: the recurrent generator, the DRQN (five seeds) and chapter 2's generator."""
+    from animlib import cinemagraph as C
+    from animlib.data.scenes import SceneStream
+    from animlib.rl import make_target
+
+    out: List[Run] = []
+    b = COUNT_BATCH
     cs = C.CinemagraphSettings.full()
     stream = SceneStream(b, cs.scene, seed=0)
     gen = lambda: {"g": C.CinemagraphGenerator(cs.model),  # noqa: E731
@@ -218,12 +219,27 @@ def runs() -> List[Run]:
     out.append(Run("2", "recurrent generator (the comparison)", rec_steps, cs.batch,
                    _trainer_run(lambda: {"g": C.CinemagraphGenerator(replace(cs.model, num_actions=0))},
                                 lambda: C.GeneratorStep(), lambda: stream(0)), note=_ON_DEVICE))
+    return out
 
-    # chapter 3: Gatys (main, texture, optimiser comparison, weight sweep) and the fast network
-    ss = S.StyleSettings.full()
+
+def _style_options() -> Dict[str, object]:
+    """The keyword arguments of chapters 3 and 4's ``stylize`` calls: a feature extractor with random weights."""
+    from animlib.backbones import FeatureExtractor
+
     layers = ("conv_1_2", "conv_2_2", "conv_3_3", "conv_4_3")
     ext = FeatureExtractor(layers, "random")
-    common = dict(extractor=ext, progress=False, device="cpu", amp=None)
+    return dict(extractor=ext, progress=False, device="cpu", amp=None)
+
+
+def _style_runs(common: Dict[str, object]) -> List[Run]:
+    """Chapter 3: Gatys (main, texture, optimiser comparison, weight sweep) and the fast network."""
+    from animlib import fast_style as FS
+    from animlib import style as S
+
+    out: List[Run] = []
+    b = COUNT_BATCH
+    ext = common["extractor"]
+    ss = S.StyleSettings.full()
     h, w = ss.size
     out.append(Run("3", f"Gatys, L-BFGS at {h}x{w}", ss.steps, 1,
                    lambda k: S.stylize(torch.rand(1, 3, h, w), torch.rand(1, 3, h, w), steps=k,
@@ -248,8 +264,16 @@ def runs() -> List[Run]:
                                                  image_size=fs.crop, device="cpu", progress=False),
                    note="crops cut on the GPU from photos kept there (their kernels counted); a folder of photos: "
                         + _WORKERS))
+    return out
 
-    # chapter 4: the hourglass (pre-training, fine-tuning, the judge) and depth-aware style transfer
+
+def _depth_runs(common: Dict[str, object], g: torch.Generator) -> List[Run]:
+    """Chapter 4: the hourglass (pre-training, fine-tuning, the judge) and depth-aware style transfer."""
+    from animlib import depth as D
+    from animlib import style as S
+
+    out: List[Run] = []
+    b = COUNT_BATCH
     ds = D.DepthSettings.full()
     dh, dw = ds.size if isinstance(ds.size, tuple) else (ds.size, ds.size)
 
@@ -272,7 +296,18 @@ def runs() -> List[Run]:
     out.append(Run("4", "depth-aware style transfer (ramp + 5 variants)", 6 * ds.style_steps, 1,
                    lambda k: S.stylize(torch.rand(1, 3, sh, sw), torch.rand(1, 3, sh, sw), steps=k, optimizer="adam",
                                        **common), note="the depth term's hourglass pass not counted"))
+    return out
 
+
+def _vae_runs(g: torch.Generator) -> List[Run]:
+    """Chapters 5 and 6: the autoencoder, the VAE, the VAE-GAN with its discriminator and the regressors
+    that score the videos (chapter 6's VAE is counted on chapter 5's faces)."""
+    from animlib import vae as V
+    from animlib import vaegan as VG
+    from animlib.face_regressor import train_face_regressor
+
+    out: List[Run] = []
+    b = COUNT_BATCH
     # chapter 5: the autoencoder, the VAE and the regressor that scores the videos
     vs = V.VAESettings.full()
     vae_steps = vs.train_steps(vs.n_train // vs.batch)
@@ -300,8 +335,16 @@ def runs() -> List[Run]:
     out.append(Run("6", "face-parameter regressor (real-face videos)", gs.reg_steps, 64,
                    lambda k: train_face_regressor(gs.size, steps=k, batch_size=b, device="cpu", progress=False),
                    data=lambda: _face_draws(64, g), note=_FACES_ON_DEVICE))
+    return out
 
-    # chapter 7: the shared frame codec, then the three autoencoders
+
+def _video_ae_runs(g: torch.Generator) -> List[Run]:
+    """Chapter 7: the shared frame codec, then the three autoencoders and the action classifier."""
+    from animlib import video_ae as VA
+    from animlib.action_classifier import labelled_clip_batches
+
+    out: List[Run] = []
+    b = COUNT_BATCH
     vas = VA.VideoAESettings.full()
     m = vas.model
 
@@ -334,8 +377,18 @@ def runs() -> List[Run]:
     out.append(Run("7", "action classifier (judges the reconstructions)", vas.classifier_steps, vas.classifier_batch,
                    judge_run, data=lambda: labelled_clip_batches(train_clips(), torch.arange(64) % 10,
                                                                  vas.classifier_batch, m.frames)(0), note=on_host))
+    return out
 
-    # chapter 8: meta-learning (landmark driver, driver-image ablation), the warp, the VAE, the regressor, few-shot
+
+def _reenact_runs(g: torch.Generator) -> List[Run]:
+    """Chapter 8: meta-learning (landmark driver, driver-image ablation), the warp, the VAE, the regressor,
+    few-shot fine-tuning."""
+    from animlib import reenact as RE
+    from animlib import vae as V
+    from animlib.backbones import FeatureExtractor
+    from animlib.face_regressor import train_face_regressor
+
+    b = COUNT_BATCH
     rs = RE.ReenactSettings.full()
     # the full profile's face pool is rendered once and kept as bytes if it fits, else rendered episode
     # by episode on the GPU (animlib.reenact.FacePool); a tiny pool of the same kind gives the steps'
@@ -345,18 +398,53 @@ def runs() -> List[Run]:
     n8 = pool8.n_ids * pool8.n_poses
     shots8 = RE.FacePool(1, 2, rs.size, seed=0)  # few-shot frames (rendered before that stage)
     vgg8 = FeatureExtractor(("conv_1_2", "conv_2_2", "conv_3_3", "conv_4_3"), weights="random")
+    episodes, vae_frames = _reenact_host_data(pool8, rs.batch, full_cached, g)
 
     def meta(driver):
         return lambda k: RE.meta_train(pool8, k, config=rs.config(driver), batch_size=b, k=rs.k_train, device="cpu",
                                        progress=False, step=RE.ReenactStep(vgg=vgg8, vgg_weight=rs.vgg_weight))
 
+    def few(k):
+        cfg8 = rs.config()
+        e8, g8, d8 = RE.Embedder(cfg8), RE.FaceGenerator(cfg8), RE.ProjectionDiscriminator(cfg8, 1)
+        shots = shots8.images[0, :1].float() / 255
+        RE.finetune(e8, g8, d8, shots, shots8.lm_images[0, :1].float() / 255, k, batch_size=b, device="cpu",
+                    step=RE.ReenactStep(vgg=vgg8, vgg_weight=rs.vgg_weight))
+
+    pooled = ("frames gathered on the host as bytes, made float on the GPU" if full_cached else
+              "frames rendered on the GPU (their kernels counted); the host draws them")
+    rvcfg = V.ConvVAEConfig(image_size=rs.size, latent_dim=rs.vae_latent, width=rs.width * 2, dec_width=rs.width * 2)
+    return [
+        Run("8", "meta-learning (landmark driver)", rs.steps, rs.batch, meta("landmarks"),
+            data=episodes(rs.k_train), note=pooled),
+        Run("8", "meta-learning (driver-image ablation)", rs.image_steps, rs.batch, meta("image"),
+            data=episodes(rs.k_train), note=pooled),
+        Run("8", "warping baseline", rs.warp_steps, rs.batch,
+            lambda k: RE.train_warp(pool8, k, config=rs.config(), batch_size=b, device="cpu", progress=False),
+            data=episodes(1), note=pooled),
+        Run("8", "latent-difference VAE", rs.vae_steps, 64,
+            lambda k: V.train_vae(V.ConvVAE(rvcfg), lambda s: pool8.frames(torch.randint(0, n8, (b,))).float()
+                                  / 255, k, device="cpu", progress=False),
+            data=vae_frames, note=pooled),
+        Run("8", "face-parameter regressor", rs.reg_steps, 64,
+            lambda k: train_face_regressor(rs.size, steps=k, batch_size=b, device="cpu", progress=False),
+            data=lambda: _face_draws(64, g), note=_FACES_ON_DEVICE),
+        Run("8", "few-shot fine-tuning (K = 1 and 8)", 2 * rs.n_fewshot * rs.finetune_steps, 8, few),
+    ]
+
+
+def _reenact_host_data(pool8, batch: int, full_cached: bool, g: torch.Generator) -> tuple:
+    """The host's part of chapter 8's batches in the full profile: ``episodes(k)`` (FacePool.batch) makes
+    the data function of a run on episodes of ``k`` shots, ``vae_frames`` that of the VAE (pool.frames)."""
+    n8 = pool8.n_ids * pool8.n_poses
+
     def episodes(k):  # the host's part of FacePool.batch in the full profile
         if full_cached:
-            return lambda: pool8.gather(rs.batch, k, g)
+            return lambda: pool8.gather(batch, k, g)
 
         def draws():  # rendered on the GPU: the host draws the episodes and looks up their parameters
-            idx = torch.randint(0, pool8.n_ids, (rs.batch,), generator=g)
-            order = torch.rand(rs.batch, pool8.n_poses, generator=g).argsort(1)[:, : k + 1]
+            idx = torch.randint(0, pool8.n_ids, (batch,), generator=g)
+            order = torch.rand(batch, pool8.n_poses, generator=g).argsort(1)[:, : k + 1]
             rows = idx[:, None].expand_as(order)
             return pool8.identity[rows], pool8.motion[rows, order], pool8.landmarks[rows, order]
         return draws
@@ -367,33 +455,7 @@ def runs() -> List[Run]:
             return pool8.frames(idx)
         return pool8.identity[idx // pool8.n_poses], pool8.motion.flatten(0, 1)[idx]
 
-    pooled = ("frames gathered on the host as bytes, made float on the GPU" if full_cached else
-              "frames rendered on the GPU (their kernels counted); the host draws them")
-    out.append(Run("8", "meta-learning (landmark driver)", rs.steps, rs.batch, meta("landmarks"),
-                   data=episodes(rs.k_train), note=pooled))
-    out.append(Run("8", "meta-learning (driver-image ablation)", rs.image_steps, rs.batch, meta("image"),
-                   data=episodes(rs.k_train), note=pooled))
-    out.append(Run("8", "warping baseline", rs.warp_steps, rs.batch,
-                   lambda k: RE.train_warp(pool8, k, config=rs.config(), batch_size=b, device="cpu", progress=False),
-                   data=episodes(1), note=pooled))
-    rvcfg = V.ConvVAEConfig(image_size=rs.size, latent_dim=rs.vae_latent, width=rs.width * 2, dec_width=rs.width * 2)
-    out.append(Run("8", "latent-difference VAE", rs.vae_steps, 64,
-                   lambda k: V.train_vae(V.ConvVAE(rvcfg), lambda s: pool8.frames(torch.randint(0, n8, (b,))).float()
-                                         / 255, k, device="cpu", progress=False),
-                   data=vae_frames, note=pooled))
-    out.append(Run("8", "face-parameter regressor", rs.reg_steps, 64,
-                   lambda k: train_face_regressor(rs.size, steps=k, batch_size=b, device="cpu", progress=False),
-                   data=lambda: _face_draws(64, g), note=_FACES_ON_DEVICE))
-
-    def few(k):
-        cfg8 = rs.config()
-        e8, g8, d8 = RE.Embedder(cfg8), RE.Generator(cfg8), RE.ProjectionDiscriminator(cfg8, 1)
-        shots = shots8.images[0, :1].float() / 255
-        RE.finetune(e8, g8, d8, shots, shots8.lm_images[0, :1].float() / 255, k, batch_size=b, device="cpu",
-                    step=RE.ReenactStep(vgg=vgg8, vgg_weight=rs.vgg_weight))
-
-    out.append(Run("8", "few-shot fine-tuning (K = 1 and 8)", 2 * rs.n_fewshot * rs.finetune_steps, 8, few))
-    return out
+    return episodes, vae_frames
 
 
 def settings_fingerprint() -> Dict[str, str]:

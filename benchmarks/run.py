@@ -61,9 +61,10 @@ from animlib.convlstm import ConvLSTMCell  # noqa: E402
 from animlib.data.blobs import moving_blobs  # noqa: E402
 from animlib.data.faces import SyntheticFaces  # noqa: E402
 from animlib.data.scenes import SceneConfig, SceneStream  # noqa: E402
-from animlib.engine import SupervisedStep, Trainer, amp_label  # noqa: E402
+from animlib.engine import SupervisedStep, Trainer  # noqa: E402
 from animlib.nextframe import NextFrameConfig, NextFrameNet  # noqa: E402
-from animlib.runtime import cpu_bf16_support, get_device  # noqa: E402
+from animlib.precision import amp_label, cpu_bf16_support  # noqa: E402
+from animlib.runtime import get_device  # noqa: E402
 from animlib.vae import ConvVAE, ConvVAEConfig, VAEStep  # noqa: E402
 
 

@@ -66,6 +66,41 @@ def test_batches_are_deterministic_labelled_windows():
     assert loss.dim() == 0 and torch.isfinite(loss)
 
 
+
+def test_labelled_batches_are_the_clip_batches_with_their_labels():
+    from animlib.video_ae import clip_batches
+
+    clips, labels = _moving_bars(10, T=8)
+    for flip in (True, False):
+        plain = clip_batches(clips, 4, 5, flip, seed=3)
+        both = labelled_clip_batches(clips, labels, 4, 5, flip, seed=3)
+        for step in (0, 7):
+            x, _ = both(step)
+            assert torch.equal(x, plain(step))
+    numbered = torch.arange(10.0)[:, None, None, None, None].expand(10, 8, 1, 4, 4)  # clip i holds the value i
+    x, y = labelled_clip_batches(numbered, labels, 6, 5, seed=3)(7)
+    assert torch.equal(y, labels[x[:, 0, 0, 0, 0].long()])  # every clip comes with its own label
+
+
+def test_training_builds_the_same_classifier_and_leaves_the_callers_rng_alone():
+    clips, labels = _moving_bars(8, T=4)
+    torch.manual_seed(5)
+    expected = ActionClassifier(3, width=4).state_dict()
+    kw = dict(width=4, batch_size=2, seed=5, lr=0.0, device="cpu", progress=False)  # lr 0: the weights stay put
+    torch.manual_seed(1)
+    a = train_action_classifier(clips, labels, 1, **kw)
+    after_a = torch.random.get_rng_state()
+    given = ActionClassifier(3, width=4)
+    torch.manual_seed(1)
+    b = train_action_classifier(clips, labels, 1, model=given, **kw)  # builds nothing
+    assert torch.equal(torch.random.get_rng_state(), after_a)  # building the classifier drew nothing from it
+    torch.rand(7)  # whatever ran before
+    c = train_action_classifier(clips, labels, 1, **kw)
+    for k, v in expected.items():
+        assert torch.equal(a.models["model"].state_dict()[k], v), k
+        assert torch.equal(c.models["model"].state_dict()[k], v), k
+    del b
+
 def test_the_classifier_learns_tiny_actions_far_above_chance():
     train_x, train_y = _moving_bars(96, seed=0)
     test_x, test_y = _moving_bars(48, seed=1)

@@ -13,8 +13,8 @@ from animlib.data.actions import (
     make_anomaly_benchmark,
     make_anomaly_clips,
     to_model_range,
+    weizmann_dataset,
 )
-from animlib.data.prepared import weizmann_dataset
 
 torch.set_num_threads(1)
 

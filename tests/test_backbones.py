@@ -92,6 +92,20 @@ def test_bad_layers_and_inputs(random_extractor):
         random_extractor(torch.rand(1, 1, 16, 16))
 
 
+
+def test_norm_layer_by_name_and_layer_names():
+    assert isinstance(B.norm_layer("batch", 6), nn.BatchNorm2d) and B.norm_layer("batch", 6).num_features == 6
+    g = B.norm_layer("group", 4)
+    assert isinstance(g, nn.GroupNorm) and (g.num_groups, g.num_channels) == (4, 4)  # min(8, channels) groups
+    assert B.norm_layer("group", 32).num_groups == 8
+    inst = B.norm_layer("instance", 5)
+    assert isinstance(inst, nn.InstanceNorm2d) and inst.affine and inst.num_features == 5
+    assert isinstance(B.norm_layer("none", 5), nn.Identity)
+    with pytest.raises(ValueError, match="norm must be"):
+        B.norm_layer("layer", 5)
+    assert B.as_layer_names("conv_4_2") == ("conv_4_2",)
+    assert B.as_layer_names(["conv_1_1", "conv_2_1"]) == ("conv_1_1", "conv_2_1")
+
 def test_mobilenet_judge_loads_verified():
     m = B.mobilenet_v2_features()
     assert m.weights_sha256 == B.MOBILENET_V2_SHA256

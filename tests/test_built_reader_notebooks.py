@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILT = ROOT / "_build" / "notebooks" / "chapters"
-CHAPTERS = [Path(c).name for c in rn.toc_chapters()]
+CHAPTERS = [c.stem for c in rn.toc_chapters()]
 
 
 @pytest.mark.parametrize("name", CHAPTERS)

@@ -45,6 +45,20 @@ def test_motion_kernel_shifts_by_one_pixel():
         apply_motion_kernel(x, torch.zeros(3, 5, 5))
 
 
+
+def test_package_reexports_every_name_of_its_modules():
+    import animlib.cinemagraph as C
+    from animlib.cinemagraph import evaluation, networks, settings, steps
+
+    parts = [*networks.__all__, *steps.__all__, *evaluation.__all__, *settings.__all__]
+    assert sorted(parts) == sorted(C.__all__) and len(set(parts)) == len(parts)
+    for mod in (networks, steps, evaluation, settings):
+        assert all(getattr(C, n) is getattr(mod, n) for n in mod.__all__)
+    G = CinemagraphGenerator(CinemagraphConfig(widths=(8, 16), hidden=8))
+    assert isinstance(G.encoder, C.FrameMapEncoder)
+    assert [k for k in G.state_dict() if k.startswith("encoder.")][:3] == [
+        "encoder.levels.0.0.0.weight", "encoder.levels.0.0.0.bias", "encoder.levels.0.0.1.weight"]
+
 def test_scale_grad():
     x = torch.ones(3, requires_grad=True)
     y = scale_grad(x, 0.25)
@@ -88,7 +102,7 @@ def test_generator_rejects_bad_input():
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         G(torch.rand(1, 1, 16, 16), 2)
     with pytest.raises(TypeError, match="unknown"):
-        CinemagraphGenerator(colour=True)
+        CinemagraphGenerator(color=True)
     Ga = CinemagraphGenerator(widths=(8, 16), hidden=8, num_actions=2)
     with pytest.raises(ValueError, match="actions"):
         Ga(torch.rand(1, 3, 16, 16), 2)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from animlib.data import depth_layouts as dl
 from animlib.data import depth_scenes as ds
 from animlib.data.depth_scenes import Camera, DepthSceneConfig, Layout, make_depth_scenes, render_layouts
 from animlib.depth import evaluate_pairs, lower_is_nearer, sample_point_pairs
@@ -20,7 +21,7 @@ def _focal(width: int, fov: float) -> float:
 
 
 def _ground_only(height: float = 1.5) -> Layout:
-    mats = np.asarray([[0.3, 0.3, 0.3, ds.ROAD, 1, 0.2], [0.6, 0.6, 0.6, ds.SIDEWALK, 1, 0.2]])
+    mats = np.asarray([[0.3, 0.3, 0.3, dl.ROAD, 1, 0.2], [0.6, 0.6, 0.6, dl.SIDEWALK, 1, 0.2]])
     return Layout(camera=Camera(position=(0.0, height, 0.0)), ground=(4.0, 2.0), ground_materials=mats)
 
 
@@ -69,7 +70,7 @@ def test_exact_depth_of_a_box_a_sphere_and_the_ground():
     cfg = DepthSceneConfig(fov_deg=fov, noise=0.0)
     lay = _ground_only(1.5)
     box = np.asarray([[-1.0, 0.5, 10.0, 1.0, 2.5, 12.0]])
-    mats = np.asarray([[0.5, 0.2, 0.2, ds.FLAT, 1.0, 0.1]])
+    mats = np.asarray([[0.5, 0.2, 0.2, dl.FLAT, 1.0, 0.1]])
     with_box = Layout(camera=lay.camera, boxes=box, box_materials=mats, ground=lay.ground,
                       ground_materials=lay.ground_materials)
     s = render_layouts([with_box, lay], (H, W), cfg)
@@ -88,7 +89,7 @@ def test_exact_depth_of_a_box_a_sphere_and_the_ground():
     assert abs(float(s.depth[0, 0, H // 2, W // 2]) - 7.0) < 1e-4
     # a room seen from inside: the back wall 5 m ahead
     room = Layout(camera=Camera(position=(0.0, 1.2, 0.0)), room=np.asarray([-2.0, 0.0, -1.0, 2.0, 2.5, 5.0]),
-                  room_materials=np.asarray([[0.5, 0.4, 0.3, ds.PLANKS, 2, 0.2]] * 3))
+                  room_materials=np.asarray([[0.5, 0.4, 0.3, dl.PLANKS, 2, 0.2]] * 3))
     s = render_layouts([room], (H, W), cfg)
     assert abs(float(s.depth[0, 0, H // 2, W // 2]) - 5.0) < 1e-4
     assert not bool(s.sky.any())
@@ -98,7 +99,7 @@ def test_depth_is_z_depth_not_ray_length():
     # A wall facing the camera is at the same z-depth at every pixel, though rays to its edges are longer.
     cfg = DepthSceneConfig(fov_deg=60.0, noise=0.0)
     wall = Layout(camera=Camera(position=(0.0, 0.0, 0.0)), boxes=np.asarray([[-50.0, -50.0, 6.0, 50.0, 50.0, 7.0]]),
-                  box_materials=np.asarray([[0.5, 0.5, 0.5, ds.FLAT, 1, 0.1]]))
+                  box_materials=np.asarray([[0.5, 0.5, 0.5, dl.FLAT, 1, 0.1]]))
     s = render_layouts([wall], 16, cfg)
     assert torch.allclose(s.depth, torch.full_like(s.depth, 6.0), atol=1e-4)
 

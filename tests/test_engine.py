@@ -14,21 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from animlib import engine
+from animlib import precision
 from animlib.engine import (
     NonFiniteLossError,
     SupervisedStep,
     TensorState,
     Trainer,
-    amp_label,
-    fit,
     load_checkpoint,
-    resolve_amp,
     shard_batch,
+    train_supervised,
 )
 from animlib.files import atomic_torch_save
 from animlib.gan import alternating_step
-from animlib.runtime import BF16_MIN_SPEEDUP, CpuBf16Support, cpu_bf16_support, seed_everything
+from animlib.precision import BF16_MIN_SPEEDUP, CpuBf16Support, amp_label, cpu_bf16_support, resolve_amp
+from animlib.runtime import seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -202,23 +201,23 @@ def test_amp_resolution(monkeypatch):
     with pytest.raises(ValueError):
         resolve_amp("int8", cpu)
     # "auto" on the CPU follows the measured capability, never a guess
-    monkeypatch.setattr(engine, "cpu_bf16_support", lambda: _fake_probe(True))
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: _fake_probe(True))
     assert resolve_amp("auto", cpu) is torch.bfloat16 and amp_label("auto", "cpu") == "bf16"
-    monkeypatch.setattr(engine, "cpu_bf16_support", lambda: _fake_probe(False))
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: _fake_probe(False))
     assert resolve_amp("auto", cpu) is None and amp_label("auto", "cpu") == "fp32"
     assert resolve_amp("auto", torch.device("meta")) is None  # neither CUDA nor CPU: fp32
 
 
 def test_explicit_bf16_on_an_emulating_cpu_runs_but_warns_once(monkeypatch):
-    monkeypatch.setattr(engine, "cpu_bf16_support", lambda: _fake_probe(False))
-    monkeypatch.setattr(engine, "_WARNED_EMULATED_BF16", False)
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: _fake_probe(False))
+    monkeypatch.setattr(precision, "_WARNED_EMULATED_BF16", False)
     with pytest.warns(RuntimeWarning, match="30.0x slower"):
         assert resolve_amp("bf16", torch.device("cpu")) is torch.bfloat16
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_amp("bf16", torch.device("cpu")) is torch.bfloat16  # once only
-    monkeypatch.setattr(engine, "cpu_bf16_support", lambda: _fake_probe(True))
-    monkeypatch.setattr(engine, "_WARNED_EMULATED_BF16", False)
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: _fake_probe(True))
+    monkeypatch.setattr(precision, "_WARNED_EMULATED_BF16", False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_amp("bf16", torch.device("cpu")) is torch.bfloat16  # native: silent
@@ -246,7 +245,7 @@ def _cpu_flags() -> set:
 @pytest.mark.skipif("avx_ne_convert" in _cpu_flags(), reason="AVX2-class bf16 instructions exist on this CPU")
 def test_auto_refuses_bf16_when_onednn_is_capped_at_avx2():
     # The cap leaves oneDNN without bf16 instructions (emulated, ~25x slower here): the probe must see it.
-    code = ("from animlib.runtime import cpu_bf16_support as c; from animlib.engine import amp_label; "
+    code = ("from animlib.precision import amp_label, cpu_bf16_support as c; "
             "i = c(); print(i.fast, amp_label('auto', 'cpu'), round(i.speedup, 3))")
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2", OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
@@ -316,7 +315,7 @@ def test_fit_helper_and_bad_inputs():
     net = nn.Linear(3, 1)
     x = torch.randn(32, 3)
     y = x.sum(1, keepdim=True)
-    t = fit(net, torch.optim.SGD(net.parameters(), 0.1), lambda m, b: F.mse_loss(m(b[0]), b[1]),
+    t = train_supervised(net, torch.optim.SGD(net.parameters(), 0.1), lambda m, b: F.mse_loss(m(b[0]), b[1]),
             lambda s: (x, y), 60, progress=False)
     assert t.history[-1]["loss"] < 0.05 * t.history[0]["loss"]
     with pytest.raises(KeyError, match="no optimiser named"):
@@ -395,3 +394,21 @@ def test_batched_inference_matches_one_pass_and_restores_the_mode():
         batched_inference(net, x[:0], 4, model=net)
     with pytest.raises(ValueError, match="batch_size"):
         batched_inference(net, x, 0)
+
+
+def test_callbacks_run_at_their_events_and_every_thins_them_out():
+    from animlib.engine import every
+
+    net = nn.Linear(2, 1)
+    seen = []
+    t = Trainer(net, torch.optim.SGD(net.parameters(), 0.1), SupervisedStep(lambda m, b: m(b).pow(2).mean()),
+                device="cpu", progress=False,
+                callbacks={"on_fit_start": lambda tr: seen.append(("start", tr.step)),
+                           "on_step_end": [every(3, lambda tr: seen.append(("step", tr.step)))]})
+    t.add_callback("on_fit_end", lambda tr: seen.append(("end", tr.step, net.training)))
+    t.fit(lambda step: torch.ones(4, 2), 7)
+    assert seen == [("start", 0), ("step", 3), ("step", 6), ("end", 7, True)]
+    with pytest.raises(ValueError, match="on_step_end"):
+        t.add_callback("on_epoch_end", print)
+    with pytest.raises(ValueError, match="n >= 1"):
+        every(0, print)

@@ -127,7 +127,7 @@ def test_regressor_shapes_and_errors():
 def test_regressor_learns_motion_better_than_mean():
     torch.manual_seed(0)
     reg = train_face_regressor(size=32, steps=250, batch_size=32, seed=0, device="cpu", progress=False,
-                               config=FaceRegressorConfig(image_size=32, width=16, hidden=64))
+                               config=FaceRegressorConfig(image_size=32, width=16, hidden=64)).raw_models["model"]
     test = SyntheticFaces(256, 32, seed=9)
     with torch.no_grad():
         _, pm = reg(test.images)

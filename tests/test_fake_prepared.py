@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from animlib.data import actions, prepared
 from animlib.data import fake_prepared as fp
-from animlib.data import prepared
 from animlib.data.download import PREPARED_MARKER
 from animlib.data.folders import FrameFolderDataset, ImageFolderDataset
 
@@ -147,7 +147,7 @@ def test_weizmann_benchmark_for_chapter_7(root):
     assert set(test) == {"normal", "unseen_action", "backwards", "teleport", "object"}
     seen = set(labels["train"].tolist()) | set(labels["val"].tolist()) | set(labels["normal"].tolist())
     assert seen == set(range(len(ACTIONS))) - {ACTIONS.index("jack")}  # every action but the unseen one
-    ds = prepared.weizmann_dataset(root / "weizmann", frames=T, size=size)
+    ds = actions.weizmann_dataset(root / "weizmann", frames=T, size=size)
     assert ds[0].shape == (T, 1, size, size)
     table = FrameFolderDataset(root / "weizmann", labels="labels.csv")
     assert len(table.classes) == 10 and len(table) == 20
@@ -178,7 +178,7 @@ def test_photos_for_chapter_3(root):
 
 
 @pytest.mark.parametrize("name,loader", [
-    ("weizmann", lambda p: prepared.weizmann_dataset(p, frames=4, size=16)),
+    ("weizmann", lambda p: actions.weizmann_dataset(p, frames=4, size=16)),
     ("kitti", prepared.KittiDepth),
     ("nyu", prepared.NyuDepthV2),
     ("diw", prepared.DiwPairs),

@@ -43,7 +43,7 @@ def test_train_fast_style_learns_and_resumes(tmp_path, random_extractor):
     )
     r = FS.train_fast_style(style, pool, random_extractor, **kw)
     assert len(r.history) == 4 and r.history[0]["loss"] > r.history[-1]["loss"]
-    assert (tmp_path / "last.pt").exists() and not r.net.training
+    assert (tmp_path / "last.pt").exists() and not r.raw_models["transformer"].training
     r2 = FS.train_fast_style(style, pool, random_extractor, **{**kw, "steps": 6}, resume=True)
     assert [h["step"] for h in r2.history] == [1, 2, 3, 4, 5, 6]
 
@@ -62,7 +62,7 @@ def test_full_profile_one_step():
         progress=False,
         device="cpu",
     )
-    assert sum(p.numel() for p in r.net.parameters()) > 1_500_000  # Johnson's net has ~1.7 M parameters
+    assert sum(p.numel() for p in r.raw_models["transformer"].parameters()) > 1_500_000  # Johnson's net has ~1.7 M parameters
     assert len(r.history) == 1 and torch.isfinite(torch.tensor(r.history[0]["loss"]))
 
 

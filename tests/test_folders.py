@@ -203,8 +203,8 @@ def test_weizmann_prepare_from_file_and_load(tmp_path):
     assert clip.shape == (6, 1, 16, 16) and label == 0
     # The white bar moves right: its brightness-weighted column grows frame by frame.
     cols = torch.arange(16, dtype=torch.float32)
-    centre = (clip[:, 0].sum(1) * cols).sum(1) / clip[:, 0].sum((1, 2))
-    assert bool((centre[1:] > centre[:-1]).all())
+    center = (clip[:, 0].sum(1) * cols).sum(1) / clip[:, 0].sum((1, 2))
+    assert bool((center[1:] > center[:-1]).all())
 
     again = run_script("weizmann.py", *args)  # idempotent: already prepared
     assert again.returncode == 0 and "already prepared" in again.stderr

@@ -97,7 +97,7 @@ def test_d_step_leaves_g_unchanged_and_g_step_leaves_d_unchanged():
 
 
 def test_toy_mixture_and_mode_counting():
-    c = rings.ring_centres(8, 2.0)
+    c = rings.ring_centers(8, 2.0)
     assert c.shape == (8, 2)
     torch.testing.assert_close(c.norm(dim=1), torch.full((8,), 2.0))
     x = rings.ring_mixture(4000, 8, 2.0, 0.05, generator=torch.Generator().manual_seed(0))

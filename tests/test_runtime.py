@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from animlib.runtime import check_profile, cpu_bf16_support, precision_provenance, start_chapter
+from animlib.precision import cpu_bf16_support, precision_provenance
+from animlib.runtime import check_profile, start_chapter
 
 
 def test_profiles_are_checked():

@@ -100,9 +100,9 @@ def test_reversing_scenes_move_by_their_step_labels_and_loop(background):
         if s.reverses[k]:  # the second half runs the other way
             assert torch.equal(s.step_label[k, T // 2 :], opposite_class(s.label[k : k + 1]).expand(T // 2))
     # a reversing scene has its own hue, so the still tells it apart from the one-way scene of its class
-    band_colour = lambda i: s.still[i][:, s.mask[i, 0].bool()].mean(1)  # noqa: E731
+    band_color = lambda i: s.still[i][:, s.mask[i, 0].bool()].mean(1)  # noqa: E731
     rev, one = int(s.reverses.nonzero()[0]), int((~s.reverses).nonzero()[0])
-    assert not torch.allclose(band_colour(rev), band_colour(one), atol=0.05)
+    assert not torch.allclose(band_color(rev), band_color(one), atol=0.05)
     assert torch.equal(make_scenes(4, seed=3).step_label, make_scenes(4, seed=3).label[:, None].expand(4, T))
     with pytest.raises(ValueError, match="even"):
         make_scenes(2, frames=5, period=5, reverse=0.5)

@@ -226,6 +226,22 @@ def test_clip_batches_are_deterministic_per_step_and_copy_codec():
     torch.testing.assert_close(a.encoder(clips[:, 0]), b.encoder(clips[:, 0]))
 
 
+
+def test_clip_batches_with_labels_and_the_encoders_checkpoint_keys():
+    clips = torch.arange(5.0)[:, None, None, None, None].expand(5, 8, 1, 4, 4)  # clip i holds the value i
+    labels = torch.arange(5) * 10
+    x, y = clip_batches(clips, 6, 4, seed=7, labels=labels)(11)
+    assert torch.equal(x, clip_batches(clips, 6, 4, seed=7)(11))
+    assert torch.equal(y, labels[x[:, 0, 0, 0, 0].long()])  # every clip comes with its own label
+    with pytest.raises(ValueError, match="labels"):
+        clip_batches(clips, labels=labels[:4])
+    model = GRUAutoencoder(GRUAEConfig(**TINY))
+    assert type(model.encoder).__name__ == "FrameVectorEncoder"
+    assert [k for k in model.state_dict() if k.startswith("encoder.")] == [
+        "encoder.convs.0.weight", "encoder.convs.1.weight", "encoder.convs.1.bias", "encoder.convs.1.running_mean",
+        "encoder.convs.1.running_var", "encoder.convs.1.num_batches_tracked", "encoder.convs.3.weight",
+        "encoder.convs.3.bias", "encoder.fc.weight", "encoder.fc.bias"]
+
 def test_bad_input_raises_clear_errors():
     model = GRUAutoencoder(GRUAEConfig(**TINY))
     with pytest.raises(ValueError, match="unsqueeze"):

@@ -26,9 +26,9 @@ PALETTE = np.array(
 )
 
 
-def solid_clip(colours: np.ndarray, h: int, w: int) -> torch.Tensor:
+def solid_clip(colors: np.ndarray, h: int, w: int) -> torch.Tensor:
     """A (T, 3, H, W) float clip whose frame t is filled with colours[t] / 255."""
-    c = torch.from_numpy(colours.astype(np.float32) / 255.0)  # (T, 3)
+    c = torch.from_numpy(colors.astype(np.float32) / 255.0)  # (T, 3)
     return c[:, :, None, None].expand(-1, -1, h, w).contiguous()  # (T, 3, H, W)
 
 
@@ -181,14 +181,14 @@ def test_out_of_range_warns_with_hint():
 # Animations
 # ----------------------------------------------------------------------------------------------
 def test_animate_embeds_every_frame_with_its_content():
-    colours = PALETTE[:5]
-    out = viz.animate(solid_clip(colours, 8, 8), fps=5, scale=4, alt="five colours")
+    colors = PALETTE[:5]
+    out = viz.animate(solid_clip(colors, 8, 8), fps=5, scale=4, alt="five colours")
     markup = out._repr_html_()
     frames = jshtml_frames(markup)
     assert len(frames) == 5
-    for png, colour in zip(frames, colours):
+    for png, color in zip(frames, colors):
         h, w, _ = png.shape
-        assert png[h // 2, w // 2].tolist() == colour.tolist()  # centre of the panel is the frame colour
+        assert png[h // 2, w // 2].tolist() == color.tolist()  # centre of the panel is the frame colour
     assert "play_animation()" in markup and 'aria-label="Play"' in markup
     assert 'role="figure" aria-label="five colours"' in markup
     assert "font-awesome" not in markup and "http" not in markup.split("<script")[0]  # plays offline
@@ -261,8 +261,8 @@ def test_gif_gray_odd_size_and_scale(tmp_path):
 
 
 def test_mp4_round_trip_odd_size(tmp_path):
-    colour = np.array([204, 51, 102])
-    clip = solid_clip(np.repeat(colour[None], 6, 0), 9, 15)  # (6, 3, 9, 15): odd H and W
+    color = np.array([204, 51, 102])
+    clip = solid_clip(np.repeat(color[None], 6, 0), 9, 15)  # (6, 3, 9, 15): odd H and W
     path = viz.save_mp4(clip, tmp_path / "c.mp4", fps=6)
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = next(reader)
@@ -270,7 +270,7 @@ def test_mp4_round_trip_odd_size(tmp_path):
     assert meta["size"] == (16, 10)  # (W, H) padded to even
     assert len(frames) == 6
     mean = np.mean(frames, axis=(0, 1, 2))
-    assert np.abs(mean - colour).max() < 8
+    assert np.abs(mean - color).max() < 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
 
 
@@ -281,8 +281,8 @@ def test_mp4_frames_in_order(tmp_path):
     meta = next(reader)
     frames = [np.frombuffer(b, np.uint8).reshape(16, 16, 3) for b in reader]
     assert len(frames) == 4 and meta["fps"] == 4
-    for f, colour in zip(frames, PALETTE[:4]):
-        assert np.abs(f.reshape(-1, 3).mean(0) - colour).max() < 12
+    for f, color in zip(frames, PALETTE[:4]):
+        assert np.abs(f.reshape(-1, 3).mean(0) - color).max() < 12
 
 
 def test_failed_write_leaves_nothing(tmp_path):

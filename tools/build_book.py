@@ -20,8 +20,11 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+_TOOLS = str(Path(__file__).resolve().parent)
+if _TOOLS not in sys.path:  # loaded by its file path (as the tests do) rather than run as a script
+    sys.path.insert(0, _TOOLS)
 
+from book_common import ROOT, toc_chapters  # noqa: E402
 
 THEBE_CONFIG = re.compile(r"[ \t]*<script>const THEBE_JS_URL = [^<]*</script>\n?")
 
@@ -90,21 +93,8 @@ def main(argv=None) -> int:
                                 args.notebook_branch)
     except ValueError as e:
         ap.error(str(e))
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    chapters = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if str(node.get("file", "")).startswith("chapters/"):
-                chapters.append(node["file"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(toc)
-    missing = [c for c in chapters if not (args.executed / f"{Path(c).name}.ipynb").exists()]
+    chapters = [c.stem for c in toc_chapters()]
+    missing = [f"chapters/{c}" for c in chapters if not (args.executed / f"{c}.ipynb").exists()]
     if missing:
         print(f"no executed notebook for {missing} in {args.executed}: run `make execute` "
               "(or tools/run_chapters.py) first", file=sys.stderr)
@@ -123,7 +113,7 @@ def main(argv=None) -> int:
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copytree(args.offline_js, stage / "_offline_js", ignore=shutil.ignore_patterns(".stamp"))
     for c in chapters:
-        shutil.copy(args.executed / f"{Path(c).name}.ipynb", stage / "chapters" / f"{Path(c).name}.ipynb")
+        shutil.copy(args.executed / f"{c}.ipynb", stage / "chapters" / f"{c}.ipynb")
 
     # The Results page (tools/results_page.py): this run's metrics.json files, written into the stage only
     # (book/results.md, listed in the staged _toc.yml under "Reference").

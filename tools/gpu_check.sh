@@ -92,7 +92,7 @@ stage_cmd() {  # the command line of stage $1, into the array CMD
 # --- the tools and the chapters ---------------------------------------------------------------
 command -v "$PY" >/dev/null 2>&1 || die "no Python interpreter '$PY' (see --python)"
 command -v timeout >/dev/null 2>&1 || die "the 'timeout' command (GNU coreutils) is missing"
-for f in tools/run_chapters.py tools/gpu_summary.py _toc.yml; do
+for f in tools/run_chapters.py tools/gpu_summary.py tools/book_common.py _toc.yml; do
     [ -f "$f" ] || die "missing $f (run from a checkout of the repository)"
 done
 
@@ -108,13 +108,8 @@ if not torch.cuda.is_available():
 print(f"GPU 0: {torch.cuda.get_device_name(0)} ({torch.cuda.device_count()} visible)")
 print(f"torch.cuda.get_device_capability(): {torch.cuda.get_device_capability()}")
 print(f"torch.cuda.is_bf16_supported(): {torch.cuda.is_bf16_supported()}")
-try:
-    from animlib.precision import amp_label
-    where = "animlib.precision"
-except ImportError:
-    from animlib.engine import amp_label
-    where = "animlib.engine"
-print(f'amp="auto" on cuda picks: {amp_label("auto", "cuda")} ({where}.amp_label)')
+from animlib.precision import amp_label
+print(f'amp="auto" on cuda picks: {amp_label("auto", "cuda")} (animlib.precision.amp_label)')
 EOF
 )
 

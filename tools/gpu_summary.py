@@ -22,41 +22,17 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+_TOOLS = str(Path(__file__).resolve().parent)
+if _TOOLS not in sys.path:  # loaded by its file path (as the tests do) rather than run as a script
+    sys.path.insert(0, _TOOLS)
+
+from book_common import ROOT, read_json, toc_chapters  # noqa: E402
 
 # name, folder under the output folder, title
 STAGES = [
     ("quick", "quick", "Stage 1: every chapter, quick profile, device cuda"),
     ("full", "full", "Stage 2: full profile, every training run capped (rehearsal), device cuda"),
 ]
-
-
-def toc_chapters(toc: Path = ROOT / "_toc.yml") -> list[str]:
-    """Chapter names (``00_toolkit``, ...) in the order the table of contents lists them."""
-    import yaml
-
-    files: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(str(node["file"]))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(yaml.safe_load(toc.read_text()))
-    return [Path(f).name for f in files if f.startswith("chapters/")]
-
-
-def read_json(path: Path):
-    """The JSON in ``path``, or None when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def read_fits(path: Path) -> list[dict]:
@@ -232,7 +208,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chapters", action="store_true",
                     help="print the chapters of _toc.yml, one a line; exit 1 if one is missing")
     args = ap.parse_args(argv)
-    chapters = toc_chapters()
+    chapters = [c.stem for c in toc_chapters()]
     if args.chapters:
         missing = [c for c in chapters if not (ROOT / "chapters" / f"{c}.md").exists()]
         print("\n".join(chapters))

@@ -36,7 +36,11 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import nbformat
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+_TOOLS = str(Path(__file__).resolve().parent)
+if _TOOLS not in sys.path:  # loaded by its file path (as the tests do) rather than run as a script
+    sys.path.insert(0, _TOOLS)
+
+from book_common import ROOT, toc_chapters  # noqa: E402
 
 #: The tag of the set-up cell (nbval and papermill ignore it; the book never renders these notebooks).
 SETUP_TAGS = ["reader-setup", "nbval-skip", "remove-cell"]
@@ -194,24 +198,6 @@ def book_version(root: Path = ROOT) -> str:
     if not m:
         raise ValueError("no version in pyproject.toml")
     return m.group(1)
-
-
-def toc_chapters(root: Path = ROOT) -> List[str]:
-    """The chapter files (``chapters/<name>``) in the table of contents, in order."""
-    found: List[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if str(node.get("file", "")).startswith("chapters/"):
-                found.append(str(node["file"]))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8")))
-    return found
 
 
 # ----------------------------------------------------------------------------------------------
@@ -634,7 +620,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     version = args.version or book_version()
-    names = [Path(c).name for c in (args.chapters or toc_chapters())]
+    names = [Path(c).name for c in args.chapters] or [c.stem for c in toc_chapters()]
     base = book_context(site_url=args.site_url)
     (args.out / "chapters").mkdir(parents=True, exist_ok=True)
     for name in names:

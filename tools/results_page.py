@@ -29,14 +29,18 @@ a folder holding ``_build/executed`` and/or ``outputs`` (a copy of another check
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-ROOT = Path(__file__).resolve().parents[1]
+_TOOLS = str(Path(__file__).resolve().parent)
+if _TOOLS not in sys.path:  # loaded by its file path (as the tests do) rather than run as a script
+    sys.path.insert(0, _TOOLS)
+
+from book_common import PROVENANCE, ROOT, read_json, toc_chapters  # noqa: E402
+
 DASH = "—"
 
 
@@ -107,11 +111,6 @@ HEADLINES: dict[str, tuple[Headline, ...]] = {
     ),
 }
 
-# What metrics.json records besides the measured numbers (see animlib.runtime.ChapterRun.write_metrics).
-PROVENANCE = {"chapter", "profile", "device", "seed", "seconds", "git_commit", "python", "torch", "animlib",
-              "pretrained_weights_sha256", "cpu_capability", "onednn_max_cpu_isa", "cpu_bf16", "precision"}
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Reading runs
 
@@ -139,32 +138,8 @@ class Run:
         return self.chapters.get(chapter) or ChapterResult(chapter)
 
 
-def toc_chapters(toc: Path = ROOT / "_toc.yml") -> list[str]:
-    """Chapter names (``00_toolkit``, ...) in table-of-contents order."""
-    import yaml
-
-    names: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if str(node.get("file", "")).startswith("chapters/"):
-                names.append(Path(node["file"]).name)
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    if toc.exists():
-        walk(yaml.safe_load(toc.read_text()))
-    return names
-
-
 def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    data = read_json(path)
     return data if isinstance(data, dict) else None
 
 
@@ -228,7 +203,10 @@ def load_run(outputs: Path | None = None, summary: Path | None = None, label: st
     if records:
         sources.append(str(outputs))
 
-    order = list(chapters) if chapters is not None else toc_chapters()
+    if chapters is not None:
+        order = list(chapters)
+    else:  # table-of-contents order (none without a _toc.yml: then the order the run lists them in)
+        order = [c.stem for c in toc_chapters()] if (ROOT / "_toc.yml").exists() else []
     order += [c for c in [*rows, *records] if c not in order]
     result: dict[str, ChapterResult] = {}
     for name in order:
@@ -547,7 +525,7 @@ def add_to_stage(stage: Path, summary: Path | None = None, outputs: Path | None 
 
     toc_file = stage / "_toc.yml"
     toc = yaml.safe_load(toc_file.read_text())
-    run = load_run(outputs=outputs, summary=summary, chapters=toc_chapters(toc_file))
+    run = load_run(outputs=outputs, summary=summary, chapters=[c.stem for c in toc_chapters(stage)])
     page = stage / "book" / "results.md"
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(render_page(run, links=True), encoding="utf-8")

@@ -25,32 +25,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+_TOOLS = str(Path(__file__).resolve().parent)
+if _TOOLS not in sys.path:  # loaded by its file path (as the tests do) rather than run as a script
+    sys.path.insert(0, _TOOLS)
+
+from book_common import PROVENANCE, ROOT, toc_chapters  # noqa: E402
+
 # Per-chapter wall-time budget of the quick profile on a 2-core CPU in fp32 (seconds): five minutes,
 # with two chapters side by side at one thread each, as `make book` runs them.
 QUICK_BUDGET = {"default": 300}
 DEFAULT_OUT = ROOT / "_build" / "executed"
-
-
-def toc_chapters() -> list[Path]:
-    """Chapters in the order the table of contents lists them."""
-    import yaml
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(toc)
-    return [ROOT / f"{f}.md" for f in files if f.startswith("chapters/")]
 
 
 def parse_value(text: str):
@@ -153,12 +137,6 @@ def read_metrics(stem: str, params: dict) -> dict:
     return json.loads(f.read_text()) if f.exists() else {}
 
 
-PROVENANCE = {"chapter", "profile", "device", "seed", "seconds", "git_commit", "python", "torch", "animlib",
-              "pretrained_weights_sha256",
-              "cpu_capability", "onednn_max_cpu_isa", "cpu_bf16", "precision",
-              "peak_rss_mb", "peak_gpu_mb", "work_cap"}
-
-
 def read_fits(path: Path) -> list[dict]:
     """The training runs a chapter logged (``ANIMLIB_FIT_LOG``: one JSON object a line)."""
     if not path.exists():
@@ -172,7 +150,30 @@ def fmt(v) -> str:
     return str(v)
 
 
-def main(argv=None) -> int:
+def _summary_table(rows: list, caps: dict, wall: float, jobs: int) -> str:
+    """The run's table (Markdown): per chapter its status and time, and the key metrics or, under a
+    work cap, the memory and the speed of every training run."""
+    if caps:  # a rehearsal or a timed check: the numbers mean nothing, the shapes, memory and speed do
+        lines = ["| chapter | status | wall time (s) | peak memory (MiB) | peak GPU memory (MiB) | training runs |",
+                 "|---|---|---|---|---|---|"]
+        for r in rows:
+            fits = ", ".join(f"{f['desc']} {f['steps']} steps {fmt(f['steps_per_s'])}/s {f['precision']}"
+                             for f in r["fits"])
+            lines.append(f"| {r['chapter']} | {'ok' if r['ok'] else 'FAILED'} | {r['seconds']} | "
+                         f"{fmt(r['peak_rss_mb'])} | {fmt(r['peak_gpu_mb'])} | {fits or '-'} |")
+    else:
+        lines = ["| chapter | status | wall time (s) | budget (s) | key metrics |", "|---|---|---|---|---|"]
+        for r in rows:
+            over = " (over budget)" if r["budget"] and r["seconds"] > r["budget"] else ""
+            mets = ", ".join(f"{k}={fmt(v)}" for k, v in r["metrics"].items() if isinstance(v, (int, float, str)))
+            lines.append(f"| {r['chapter']} | {'ok' if r['ok'] else 'FAILED'} | {r['seconds']}{over} | "
+                         f"{r['budget'] or '-'} | {mets} |")
+    total = sum(r["seconds"] for r in rows)
+    lines.append(f"| **total** (sum; wall {wall:.1f} s with {jobs} job(s)) | | {total:.1f} | | |")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("chapters", nargs="*", type=Path, help="chapter .md files (default: all, in _toc.yml order)")
     ap.add_argument("--profile", default="quick", choices=["quick", "full"])
@@ -195,6 +196,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cap-items", type=int, default=None, help="items per batch, evaluation or generated set (--rehearse: 4)")
     ap.add_argument("--cap-seconds", type=float, default=None, help="seconds per training run (default: no limit)")
     ap.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     if args.rehearse:
         args.profile = "full"
@@ -269,24 +275,7 @@ def main(argv=None) -> int:
         rows = list(pool.map(one, chapters))  # results in table-of-contents order
     wall = time.perf_counter() - t_all
 
-    if caps:  # a rehearsal or a timed check: the numbers mean nothing, the shapes, memory and speed do
-        lines = ["| chapter | status | wall time (s) | peak memory (MiB) | peak GPU memory (MiB) | training runs |",
-                 "|---|---|---|---|---|---|"]
-        for r in rows:
-            fits = ", ".join(f"{f['desc']} {f['steps']} steps {fmt(f['steps_per_s'])}/s {f['precision']}"
-                             for f in r["fits"])
-            lines.append(f"| {r['chapter']} | {'ok' if r['ok'] else 'FAILED'} | {r['seconds']} | "
-                         f"{fmt(r['peak_rss_mb'])} | {fmt(r['peak_gpu_mb'])} | {fits or '-'} |")
-    else:
-        lines = ["| chapter | status | wall time (s) | budget (s) | key metrics |", "|---|---|---|---|---|"]
-        for r in rows:
-            over = " (over budget)" if r["budget"] and r["seconds"] > r["budget"] else ""
-            mets = ", ".join(f"{k}={fmt(v)}" for k, v in r["metrics"].items() if isinstance(v, (int, float, str)))
-            lines.append(f"| {r['chapter']} | {'ok' if r['ok'] else 'FAILED'} | {r['seconds']}{over} | "
-                         f"{r['budget'] or '-'} | {mets} |")
-    total = sum(r["seconds"] for r in rows)
-    lines.append(f"| **total** (sum; wall {wall:.1f} s with {args.jobs} job(s)) | | {total:.1f} | | |")
-    table = "\n".join(lines)
+    table = _summary_table(rows, caps, wall, args.jobs)
     kind = " rehearsal" if args.rehearse else ""
     print(f"\nChapter execution{kind} (papermill, profile={args.profile}, device={args.device}"
           + (f", {caps}" if caps else "") + f"):\n{table}")

@@ -1,17 +1,20 @@
 """Data for the book: synthetic generators with ground truth, and loaders for prepared real data.
 
-- :mod:`animlib.data.download`: verified, resumable downloads and safe extraction (used by
-  ``data_scripts/``; needs only the standard library and ``tqdm``).
-- :mod:`animlib.data.images`: sample photographs and a painterly style image, made or shipped
-  locally.
+One line per submodule:
+
+- :mod:`animlib.data.actions`: stick-figure action clips and anomalies; the real Weizmann clips (ch. 7).
+- :mod:`animlib.data.blobs`: moving Gaussian blobs with known motion (chapter 0's toy task).
+- :mod:`animlib.data.depth_layouts`: the rooms and streets those scenes ray-cast, drawn from a seed (ch. 4).
+- :mod:`animlib.data.depth_scenes`: ray-cast rooms and streets with exact depth and lidar masks (ch. 4).
+- :mod:`animlib.data.download`: verified, resumable downloads and safe extraction (for ``data_scripts/``).
+- :mod:`animlib.data.faces`: synthetic faces from known identity and motion parameters (ch. 5, 6, 8).
+- :mod:`animlib.data.fake_prepared`: small fake folders in each data script's format (tests, rehearsals).
+- :mod:`animlib.data.folders`: datasets over the folders the data scripts write, and :func:`require_prepared`.
+- :mod:`animlib.data.images`: local photographs, paintings, faces and depth; uint8/float and HSV helpers.
+- :mod:`animlib.data.landmarks`: the 68 facial landmarks, drawn as images and read by dlib (ch. 8).
+- :mod:`animlib.data.prepared`: one loader per script in ``data_scripts/``, and your own cinemagraph clips.
 - :mod:`animlib.data.rings`: points on a ring of Gaussians (chapter 6's toy GAN).
-- :mod:`animlib.data.prepared`: one loader per script in ``data_scripts/`` (KITTI, NYU v2, DIW,
-  IMDB-WIKI, VoxCeleb, Weizmann) and your own cinemagraph clips.
-- :mod:`animlib.data.folders`: :class:`FrameFolderDataset`, :class:`ImageFolderDataset` and
-  :func:`require_prepared` for the folders the data scripts write.
-- :mod:`animlib.data.fake_prepared`: small fake folders in each data script's exact output format
-  (plus chapter 1's clip folder and chapter 3's photo folder), for tests and rehearsals of the
-  ``full`` profile; ``python -m animlib.data.fake_prepared OUT`` writes them all.
+- :mod:`animlib.data.scenes`: synthetic cinemagraph scenes with known motion (chapters 1 and 2).
 
 The folder datasets are imported on first use, so that the data scripts (which import only the
 download layer) start without loading PyTorch.

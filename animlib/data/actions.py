@@ -27,7 +27,7 @@ the per-frame ground truth says where they are:
 - ``"object"``: a foreign object (a bright ball or box) flies through the scene from frame ``k``.
 
 Real Weizmann clips prepared by ``python data_scripts/weizmann.py --help`` are read by
-:func:`animlib.data.prepared.weizmann_dataset` (frames resized to 64 x 64); :func:`weizmann_benchmark`
+:func:`weizmann_dataset` (frames resized to 64 x 64); :func:`weizmann_benchmark`
 splits them into the train / validation / anomaly-test sets of the full profile.
 
 Conventions: clips are float32 tensors ``(N, T, 1, H, W)`` in ``value_range`` (default [0, 1]);
@@ -44,7 +44,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .prepared import weizmann_dataset
+from .folders import FrameFolderDataset
 
 __all__ = [
     "ACTIONS",
@@ -56,6 +56,7 @@ __all__ = [
     "make_anomaly_clips",
     "make_anomaly_benchmark",
     "inject_anomaly",
+    "weizmann_dataset",
     "weizmann_benchmark",
     "weizmann_action",
     "to_model_range",
@@ -334,8 +335,8 @@ def _draw_params(rng: np.random.Generator, actions: Sequence[str], n: int, frame
     velocity = facing * stride * height * rate  # px per frame (mean)
     travel = velocity * (frames - 1)
     # Start so that the whole path stays inside the frame (with a little jitter).
-    centre = rng.uniform(-1, 1, n) * np.maximum(0.0, (size - 2 * margin - np.abs(travel)) / 2) + size / 2
-    x0 = centre - travel / 2
+    center = rng.uniform(-1, 1, n) * np.maximum(0.0, (size - 2 * margin - np.abs(travel)) / 2) + size / 2
+    x0 = center - travel / 2
     return {"label": label, "height": height, "rate": rate, "phase0": phase0, "facing": facing,
             "stride": stride, "velocity": velocity, "x0": x0,
             "thick": rng.uniform(0.07, 0.09, n) * height + 0.5,
@@ -613,6 +614,37 @@ def to_model_range(x: torch.Tensor, value_range: Sequence[float] = (0.0, 1.0)) -
     """Map pixels from ``value_range`` to [-1, 1], the range of a tanh decoder (the source's choice)."""
     lo, hi = (float(v) for v in value_range)
     return (x - lo) * (2.0 / (hi - lo)) - 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# the real Weizmann clips (prepared by data_scripts/weizmann.py)
+# ----------------------------------------------------------------------------------------------
+def weizmann_dataset(
+    root: Union[str, os.PathLike[str], None],
+    frames: int = 16,
+    size: int = 64,
+    stride: Optional[int] = None,
+    value_range: Sequence[float] = (-1.0, 1.0),
+):
+    """The real Weizmann clips prepared by ``python data_scripts/weizmann.py``, as fixed-length windows.
+
+    Items are ``(frames, 1, size, size)`` grayscale clips in ``value_range`` (default [-1, 1], as in the
+    source's reference code). Raises ``FileNotFoundError`` naming the command that prepares the data
+    (see ``python data_scripts/weizmann.py --help``) when ``root`` is missing or incomplete.
+    """
+    lo, hi = (float(v) for v in value_range)
+
+    def transform(clip: torch.Tensor) -> torch.Tensor:
+        return clip * (hi - lo) + lo
+
+    try:
+        return FrameFolderDataset(root, clip_len=frames, stride=stride or max(1, frames // 2), size=size,
+                                  channels=1, script="weizmann.py", transform=transform)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"{e}\nThe Weizmann human-action clips are not prepared (see `python data_scripts/weizmann.py "
+            "--help`); or leave data_root=None to use the synthetic clips of animlib.data.actions."
+        ) from e
 
 
 def weizmann_benchmark(

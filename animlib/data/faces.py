@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..rehearsal import cap_items
+from .images import hsv_to_rgb, to_float, to_uint8
 
 __all__ = [
     "IDENTITY_NAMES",
@@ -53,11 +54,12 @@ __all__ = [
     "FaceClips",
     "face_clips",
     "random_blur",
+    "as_generator",
 ]
 
 #: Identity parameters, each in [0, 1].
 IDENTITY_NAMES: Tuple[str, ...] = (
-    "face_width", "face_height", "skin_tone", "hair_colour", "hair_length", "eye_spacing", "eye_size",
+    "face_width", "face_height", "skin_tone", "hair_color", "hair_length", "eye_spacing", "eye_size",
     "background",
 )
 #: Motion parameters (ranges in :data:`MOTION_RANGES`).
@@ -81,12 +83,6 @@ def _palette(table: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return table[i0] * (1 - w) + table[i0 + 1] * w  # (B, 3)
 
 
-def _hue_to_rgb(h: torch.Tensor, s: float = 0.4, v: float = 0.85) -> torch.Tensor:
-    """HSV -> RGB for a batch of hues in [0, 1] at fixed saturation and value -> (B, 3)."""
-    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], dim=1)  # (B, 3)
-    return v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
-
-
 def _ellipse_alpha(x, y, cx, cy, a, b, pixel: float) -> torch.Tensor:
     """Anti-aliased coverage of the ellipse ((x-cx)/a)² + ((y-cy)/b)² <= 1.
 
@@ -105,17 +101,18 @@ def _below_alpha(y, y_line, pixel: float) -> torch.Tensor:
     return torch.clamp(0.5 - (y - y_line) / pixel, 0.0, 1.0)
 
 
-def _over(img: torch.Tensor, colour: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+def _over(img: torch.Tensor, color: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """Paint ``colour`` (B, 3) over ``img`` (B, 3, H, W) with coverage ``alpha`` (B, H, W)."""
     a = alpha.unsqueeze(1)  # (B, 1, H, W)
-    return img * (1 - a) + colour[:, :, None, None] * a
+    return img * (1 - a) + color[:, :, None, None] * a
 
 
 def _col(b: torch.Tensor) -> torch.Tensor:
     return b[:, None, None]  # (B,) -> (B, 1, 1) for broadcasting over (H, W)
 
 
-def _generator(seed: Union[int, torch.Generator, None]) -> torch.Generator:
+def as_generator(seed: Union[int, torch.Generator, None]) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with ``seed`` (``None``: 0); a generator is returned as it is."""
     if isinstance(seed, torch.Generator):
         return seed
     g = torch.Generator()
@@ -128,7 +125,7 @@ def _generator(seed: Union[int, torch.Generator, None]) -> torch.Generator:
 # ----------------------------------------------------------------------------------------------
 def sample_identity(n: int, generator: Union[int, torch.Generator, None] = None) -> torch.Tensor:
     """``n`` random identities, uniform in [0, 1]^8 -> (n, 8) (order: :data:`IDENTITY_NAMES`)."""
-    return torch.rand(n, len(IDENTITY_NAMES), generator=_generator(generator))
+    return torch.rand(n, len(IDENTITY_NAMES), generator=as_generator(generator))
 
 
 def sample_motion(n: int, generator: Union[int, torch.Generator, None] = None) -> torch.Tensor:
@@ -136,7 +133,7 @@ def sample_motion(n: int, generator: Union[int, torch.Generator, None] = None) -
 
     Blinks are drawn half the time fully open (0) so that open eyes, the common state, dominate.
     """
-    g = _generator(generator)
+    g = as_generator(generator)
     u = torch.rand(n, len(MOTION_NAMES), generator=g)
     open_eyes = torch.rand(n, generator=g) < 0.5
     u[:, 3] = torch.where(open_eyes, torch.zeros_like(u[:, 3]), u[:, 3])
@@ -194,7 +191,7 @@ def _render_chunk(identity: torch.Tensor, motion: torch.Tensor, size: int) -> to
     skin = _palette(_SKIN, skin_u)  # (B, 3)
     hair = _palette(_HAIR, hair_u)
     shade = skin * 0.78  # nose, lids' crease
-    bg = _hue_to_rgb(bg_u)
+    bg = hsv_to_rgb(bg_u, 0.4, 0.85)  # (B, 3): a muted colour of hue bg_u
 
     img = bg[:, :, None, None].expand(B, 3, size, size).clone()  # (B, 3, H, W)
     # hair behind the head, then the face
@@ -234,13 +231,13 @@ def _render_chunk(identity: torch.Tensor, motion: torch.Tensor, size: int) -> to
     mw = (0.30 + 0.04 * fw) * (1 + 0.15 * smile)  # a smile also widens the mouth
     my = feat_y + 0.46
     bend = 0.20 * smile
-    centre = _col(my) + _col(bend) * (1 - ((x - _col(feat_x)) / _col(mw)) ** 2).clamp(min=0) - _col(bend) * 0.5
+    center = _col(my) + _col(bend) * (1 - ((x - _col(feat_x)) / _col(mw)) ** 2).clamp(min=0) - _col(bend) * 0.5
     mh = 0.045 + 0.18 * mouth
-    mouth_colour = torch.tensor([0.35, 0.04, 0.07], device=dev, dtype=dt).expand(B, 3)
-    dx, dy = (x - _col(feat_x)) / _col(mw), (y - centre) / _col(mh)
+    mouth_color = torch.tensor([0.35, 0.04, 0.07], device=dev, dtype=dt).expand(B, 3)
+    dx, dy = (x - _col(feat_x)) / _col(mw), (y - center) / _col(mh)
     q = torch.sqrt(dx * dx + dy * dy + 1e-12)
     grad = torch.sqrt((dx / _col(mw)) ** 2 + (dy / _col(mh)) ** 2 + 1e-12) / q
-    img = _over(img, mouth_colour, torch.clamp(0.5 - (q - 1) / grad / pixel, 0, 1))
+    img = _over(img, mouth_color, torch.clamp(0.5 - (q - 1) / grad / pixel, 0, 1))
     return img.clamp(0.0, 1.0)
 
 
@@ -313,8 +310,8 @@ def face_landmarks(identity: torch.Tensor, motion: torch.Tensor) -> torch.Tensor
 
     def lip(t, sign, scale):  # t (n,) in [-1, 1] along the mouth; sign -1 upper, +1 lower
         x = col(feat_x) + col(mw) * t
-        centre = col(my) + col(bend) * (1 - t ** 2) - col(bend) * 0.5
-        return pts(x, centre + sign * scale * col(mh) * torch.sqrt((1 - t ** 2).clamp(min=0)))
+        center = col(my) + col(bend) * (1 - t ** 2) - col(bend) * 0.5
+        return pts(x, center + sign * scale * col(mh) * torch.sqrt((1 - t ** 2).clamp(min=0)))
 
     tt = lambda *v: torch.tensor(v, device=dev)  # noqa: E731
     outer = torch.cat([lip(tt(-1, -2 / 3, -1 / 3, 0, 1 / 3, 2 / 3, 1), -1, 1.0), lip(tt(2 / 3, 1 / 3, 0, -1 / 3, -2 / 3), 1, 1.0)], 1)
@@ -339,14 +336,14 @@ class SyntheticFaces(Dataset):
     def __init__(self, n: int, size: int = 64, seed: int = 0, uint8: bool = False, device=None):
         if n < 1:
             raise ValueError(f"n must be a positive number of faces, got {n}.")
-        g = _generator(seed)
+        g = as_generator(seed)
         self.identity = sample_identity(n, g)  # (n, 8); sampled on the CPU so data do not depend on the device
         self.motion = sample_motion(n, g)  # (n, 5)
         dev = torch.device(device) if device is not None else torch.device("cpu")
         chunks = []
         for i in range(0, n, 4096):
             img = render_faces(self.identity[i : i + 4096].to(dev), self.motion[i : i + 4096].to(dev), size)
-            chunks.append(((img * 255).round().to(torch.uint8) if uint8 else img).cpu())
+            chunks.append((to_uint8(img) if uint8 else img).cpu())  # img is in [0, 1]: the clamp changes nothing
         self.images = torch.cat(chunks)  # (n, 3, H, W), float in [0, 1] or bytes
 
     def __len__(self) -> int:
@@ -355,7 +352,7 @@ class SyntheticFaces(Dataset):
     def image(self, i) -> torch.Tensor:
         """Image(s) ``i`` as float in [0, 1]."""
         x = self.images[i]
-        return x.float() / 255 if x.dtype == torch.uint8 else x
+        return to_float(x) if x.dtype == torch.uint8 else x
 
     def __getitem__(self, i: int):
         return self.image(i), self.identity[i], self.motion[i]
@@ -379,7 +376,7 @@ def face_clips(n: int, frames: int = 16, size: int = 64, seed: int = 0) -> FaceC
     if n < 1 or frames < 2:
         raise ValueError(f"need n >= 1 clips of frames >= 2; got n={n}, frames={frames}.")
     n = cap_items(n)  # a rehearsal (ANIMLIB_CAP_ITEMS) makes a few
-    g = _generator(seed)
+    g = as_generator(seed)
     identity = sample_identity(n, g)  # (n, 8)
     t = torch.linspace(0, 1, frames).unsqueeze(0)  # (1, T)
 
@@ -395,10 +392,10 @@ def face_clips(n: int, frames: int = 16, size: int = 64, seed: int = 0) -> FaceC
     mouth = (0.5 + wave(1.0, 3.0, 0.3, 0.5)).clamp(0, 1)
     blink = torch.zeros(n, frames)
     for k in range(2):
-        centre = torch.rand(n, 1, generator=g) * frames
+        center = torch.rand(n, 1, generator=g) * frames
         on = (torch.rand(n, 1, generator=g) < (1.0 if k == 0 else 0.5)).float()
         tt = torch.arange(frames).unsqueeze(0).float()
-        blink = torch.maximum(blink, on * torch.exp(-0.5 * ((tt - centre) / 0.8) ** 2))
+        blink = torch.maximum(blink, on * torch.exp(-0.5 * ((tt - center) / 0.8) ** 2))
     motion = torch.stack([yaw, pitch, mouth, blink, smile], dim=2)  # (n, T, 5)
     flat_id = identity.unsqueeze(1).expand(n, frames, -1).reshape(n * frames, -1)
     video = render_faces(flat_id, motion.reshape(n * frames, -1), size).reshape(n, frames, 3, size, size)

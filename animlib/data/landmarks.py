@@ -26,6 +26,8 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 import torch
 
+from .images import to_uint8
+
 __all__ = [
     "N_LANDMARKS",
     "PARTS",
@@ -156,7 +158,7 @@ def _to_uint8_hwc(image) -> np.ndarray:
         x = image.detach().cpu()
         if x.ndim != 3 or x.shape[0] != 3:
             raise ValueError(f"expected one RGB image (3, H, W) in [0, 1]; got {tuple(x.shape)}")
-        return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        return to_uint8(x).permute(1, 2, 0).contiguous().numpy()
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected one RGB image (H, W, 3); got shape {arr.shape}")

@@ -5,25 +5,26 @@ marker); each loader here reads one such folder and raises ``FileNotFoundError``
 command that prepares it when the folder is missing or unfinished. They are built on the generic
 folder datasets of :mod:`animlib.data.folders`.
 
-============================  =========================  ====================================
-script                        loader                     items
-============================  =========================  ====================================
-``kitti_depth.py``            :class:`KittiDepth`        image, sparse lidar depth (metres)
-``nyu_depth_v2.py``           :class:`NyuDepthV2`        image, dense depth (metres)
-``diw.py``                    :class:`DiwPairs`          image, one ordinal point pair
-``imdb_wiki.py``              :class:`RealFaces`         face crops
-``voxceleb.py``               :class:`FaceVideos`        face clips (driving videos)
-``voxceleb.py --landmarks``   :func:`face_tracks`        frames + 68 landmarks per track
-``weizmann.py``               :func:`weizmann_dataset`   grayscale human-action clips
-(your own folder of clips)    :class:`CinemagraphClips`  looping clips with an estimated mask
-============================  =========================  ====================================
+===========================  ==============================================  ====================================
+script                       loader                                          items
+===========================  ==============================================  ====================================
+``kitti_depth.py``           :class:`KittiDepth`                             image, sparse lidar depth (metres)
+``nyu_depth_v2.py``          :class:`NyuDepthV2`                             image, dense depth (metres)
+``diw.py``                   :class:`DiwPairs`                               image, one ordinal point pair
+``imdb_wiki.py``             :class:`RealFaces`                              face crops
+``voxceleb.py``              :class:`FaceVideos`                             face clips (driving videos)
+``voxceleb.py --landmarks``  :func:`face_tracks`                             frames + 68 landmarks per track
+``weizmann.py``              :func:`~animlib.data.actions.weizmann_dataset`  grayscale human-action clips
+(your own folder of clips)   :class:`CinemagraphClips`                       looping clips with an estimated mask
+===========================  ==============================================  ====================================
+
+The Weizmann loader lives in :mod:`animlib.data.actions`, with the rest of the Weizmann code.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -34,7 +35,7 @@ from torch.utils.data import Dataset
 from .folders import FrameFolderDataset, ImageFolderDataset, load_image, require_prepared
 from .scenes import motion_mask_from_clip
 
-__all__ = ["KittiDepth", "NyuDepthV2", "DiwPairs", "RealFaces", "FaceVideos", "face_tracks", "weizmann_dataset",
+__all__ = ["KittiDepth", "NyuDepthV2", "DiwPairs", "RealFaces", "FaceVideos", "face_tracks",
            "CinemagraphClips"]
 
 
@@ -232,37 +233,6 @@ def face_tracks(root, n_poses: int, size: int, max_tracks: Optional[int] = None,
     if not images:
         raise FileNotFoundError(f"no clip under {root} has {n_poses} frames with landmarks")
     return torch.stack(images), torch.stack(points)
-
-
-# ----------------------------------------------------------------------------------------------
-# human actions (chapter 7)
-# ----------------------------------------------------------------------------------------------
-def weizmann_dataset(
-    root: Union[str, os.PathLike[str], None],
-    frames: int = 16,
-    size: int = 64,
-    stride: Optional[int] = None,
-    value_range: Sequence[float] = (-1.0, 1.0),
-):
-    """The real Weizmann clips prepared by ``python data_scripts/weizmann.py``, as fixed-length windows.
-
-    Items are ``(frames, 1, size, size)`` grayscale clips in ``value_range`` (default [-1, 1], as in the
-    source's reference code). Raises ``FileNotFoundError`` naming the command that prepares the data
-    (see ``python data_scripts/weizmann.py --help``) when ``root`` is missing or incomplete.
-    """
-    lo, hi = (float(v) for v in value_range)
-
-    def transform(clip: torch.Tensor) -> torch.Tensor:
-        return clip * (hi - lo) + lo
-
-    try:
-        return FrameFolderDataset(root, clip_len=frames, stride=stride or max(1, frames // 2), size=size,
-                                  channels=1, script="weizmann.py", transform=transform)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(
-            f"{e}\nThe Weizmann human-action clips are not prepared (see `python data_scripts/weizmann.py "
-            "--help`); or leave data_root=None to use the synthetic clips of animlib.data.actions."
-        ) from e
 
 
 # ----------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..rehearsal import cap_items
+from .images import hsv_to_rgb
 
 __all__ = [
     "DIRECTIONS",
@@ -165,13 +166,7 @@ class Scenes:
 def class_colors(num_classes: int) -> torch.Tensor:
     """One saturated RGB colour per class, ``(num_classes, 3)``, evenly spaced in hue."""
     hues = torch.arange(num_classes, dtype=torch.float32) / num_classes
-    return _hsv_to_rgb(hues, torch.full_like(hues, 0.85), torch.full_like(hues, 0.95))
-
-
-def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    k = torch.tensor([5.0, 3.0, 1.0])
-    kk = (k[None] + h[:, None] * 6.0) % 6.0  # (N, 3)
-    return v[:, None] - v[:, None] * s[:, None] * torch.clamp(torch.minimum(kk, 4.0 - kk), 0.0, 1.0)
+    return hsv_to_rgb(hues, torch.full_like(hues, 0.85), torch.full_like(hues, 0.95))
 
 
 def _rand(g: torch.Generator, *shape, device=None) -> torch.Tensor:

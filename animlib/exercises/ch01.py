@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ._common import try_call as _call
+from ._common import try_call
 
 __all__ = ["check_forget_gate", "check_motion_energy", "check_shift_kernel"]
 
@@ -31,7 +31,7 @@ def check_forget_gate(fn: Callable) -> bool:
     x, h, c = (torch.randn(3, n, generator=g) for n in (4, 5, 5))
     W_xf, W_hf = torch.randn(5, 4, generator=g), torch.randn(5, 5, generator=g)
     w_cf, b_f = torch.randn(5, generator=g), torch.randn(5, generator=g)
-    out, err = _call(fn, x, h, c, W_xf, W_hf, w_cf, b_f)
+    out, err = try_call(fn, x, h, c, W_xf, W_hf, w_cf, b_f)
     if err is not None:
         print(f"Your function raised {type(err).__name__}: {err}")
         return False
@@ -58,7 +58,7 @@ def check_motion_energy(fn: Callable) -> bool:
     g = torch.Generator().manual_seed(1)
     frames = torch.rand(2, 6, 3, 8, 8, generator=g)
     mask = (torch.rand(2, 1, 8, 8, generator=g) > 0.5).float()
-    out, err = _call(fn, frames, mask)
+    out, err = try_call(fn, frames, mask)
     if err is not None:
         print(f"Your function raised {type(err).__name__}: {err}")
         return False
@@ -86,7 +86,7 @@ def check_shift_kernel(fn: Callable) -> bool:
 
     x = torch.rand(1, 3, 9, 9, generator=torch.Generator().manual_seed(2))
     for dx, dy in [(1, 0), (0, -1), (-2, 1)]:
-        k, err = _call(fn, dx, dy, 5)
+        k, err = try_call(fn, dx, dy, 5)
         if err is not None:
             print(f"Your function raised {type(err).__name__}: {err}")
             return False

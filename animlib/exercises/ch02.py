@@ -14,8 +14,7 @@ import torch
 
 from animlib.rl import bellman_targets
 
-from ._common import report_raised
-from ._common import try_call as _call
+from ._common import report_raised, try_call
 
 __all__ = ["check_discounted_return", "check_q_update", "check_double_dqn_target"]
 
@@ -25,7 +24,7 @@ def check_discounted_return(fn: Callable) -> bool:
     """``fn(rewards, gamma)`` must return ``Σ_k γ^k r_k`` (the bracket of the source's eq. (7))."""
     cases = [([1.0, 1.0, 1.0], 0.5, 1.75), ([0.0, 0.0, 2.0], 0.9, 1.62), ([-1.0, 2.0], 1.0, 1.0)]
     for rewards, gamma, ref in cases:
-        out, err = _call(fn, list(rewards), gamma)
+        out, err = try_call(fn, list(rewards), gamma)
         if err is not None:
             return report_raised(err)
         if out is None:
@@ -46,7 +45,7 @@ def check_q_update(fn: Callable) -> bool:
              ((1, 0, -1.0, 0, True, 0.1, 0.9), 2.0 + 0.1 * (-1.0 - 2.0))]
     for (s, a, r, s2, done, alpha, gamma), ref in cases:
         Qc = Q.copy()
-        out, err = _call(fn, Qc, s, a, r, s2, done, alpha, gamma)
+        out, err = try_call(fn, Qc, s, a, r, s2, done, alpha, gamma)
         if err is not None:
             return report_raised(err)
         if out is None:
@@ -79,7 +78,7 @@ def check_double_dqn_target(fn: Callable) -> bool:
     r = torch.randn(6, generator=g)
     qo, qt = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
     done = torch.tensor([0, 0, 1, 0, 1, 0.0])
-    out, err = _call(fn, r, qo, qt, done, 0.9)
+    out, err = try_call(fn, r, qo, qt, done, 0.9)
     if err is not None:
         return report_raised(err)
     if out is None:

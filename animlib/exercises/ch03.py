@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from ._common import call_learner as _call
+from ._common import call_learner
 from ._common import verdict as _verdict
 
 __all__ = ["check_gram", "check_depth_to_alpha", "check_window_mean"]
@@ -33,7 +33,7 @@ def check_gram(fn: Callable[[torch.Tensor], torch.Tensor | None] | None) -> bool
     """Exercise 1: ``fn(feats (B, C, H, W)) -> (B, C, C)``, per image, normalised by ``C*H*W``."""
     g = torch.Generator().manual_seed(0)
     f = torch.randn(2, 3, 4, 5, generator=g)
-    ran, out = _call(fn, f.clone())
+    ran, out = call_learner(fn, f.clone())
     if not ran:
         return False
     if out is None:
@@ -62,7 +62,7 @@ def check_depth_to_alpha(
     depth = torch.tensor([[2.0, 4.0, 6.0], [8.0, 10.0, 3.0]]).view(1, 1, 2, 3)
     far = torch.tensor([[1.0, 1.0, 5.0], [0.5, 1.5, 0.5]]).view(1, 1, 2, 3)
     batch = torch.cat([depth, far])  # two images: the range is per image
-    ran, out = _call(fn, batch.clone(), 1.0, 5.0)
+    ran, out = call_learner(fn, batch.clone(), 1.0, 5.0)
     if not ran:
         return False
     if out is None:
@@ -96,7 +96,7 @@ def check_window_mean(fn: Callable[[torch.Tensor, int], torch.Tensor | None] | N
     alpha = torch.rand(2, 1, 6, 5, generator=g) * 4 + 1
     results = []
     for k in (3, 5):
-        ran, out = _call(fn, alpha.clone(), k)
+        ran, out = call_learner(fn, alpha.clone(), k)
         if not ran:
             return False
         if out is None:

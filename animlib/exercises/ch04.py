@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import torch
 
 from ..depth import ordinal_accuracy, relative_depth_loss
-from ._common import call_learner as _call
+from ._common import call_learner
 
 __all__ = ["check_relative_loss", "check_pair_rule", "check_ordinal_accuracy"]
 
@@ -29,7 +29,7 @@ def _pairs(seed: int = 0, n: int = 64):
 def check_relative_loss(fn: Optional[Callable]) -> bool:
     """Exercise 1: ``fn(z_x, z_y, relation) -> scalar``, Chen et al.'s loss with the equal term, mean over pairs."""
     z_x, z_y, rel = _pairs()
-    ran, out = _call(fn, z_x.clone(), z_y.clone(), rel.clone())
+    ran, out = call_learner(fn, z_x.clone(), z_y.clone(), rel.clone())
     if not ran:
         return False
     if out is None:
@@ -62,7 +62,7 @@ def check_pair_rule(fn: Optional[Callable]) -> bool:
     depth_range = torch.full((n,), 49.0)
     z_b[:20] = z_a[:20] + 0.3  # under 1 % of the range
     distance[20:30] = 40.0  # exactly at the limit: allowed
-    ran, out = _call(fn, z_a.clone(), z_b.clone(), distance.clone(), depth_range.clone())
+    ran, out = call_learner(fn, z_a.clone(), z_b.clone(), distance.clone(), depth_range.clone())
     if not ran:
         return False
     if out is None:
@@ -90,7 +90,7 @@ def check_ordinal_accuracy(fn: Optional[Callable]) -> bool:
     z_x, z_y, rel = _pairs(2, 80)
     z_y[5:10] = z_x[5:10]  # some ties
     rel[5:10] = 1
-    ran, out = _call(fn, z_x.clone(), z_y.clone(), rel.clone())
+    ran, out = call_learner(fn, z_x.clone(), z_y.clone(), rel.clone())
     if not ran:
         return False
     if out is None:

@@ -12,8 +12,7 @@ import torch
 
 from ..gan import d_loss_bce
 from ..metrics import laplacian_energy
-from ._common import report_tensor
-from ._common import try_call as _call
+from ._common import report_tensor, try_call
 
 __all__ = ["check_d_loss", "check_generator_gradients", "check_sharpness"]
 
@@ -22,7 +21,7 @@ def check_d_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> bo
     """``fn(real_logits, fake_logits) -> scalar``: the discriminator's BCE loss, batch means."""
     g = torch.Generator().manual_seed(8)
     r, f = torch.randn(16, generator=g), torch.randn(16, generator=g)
-    out, err = _call(fn, r, f)
+    out, err = try_call(fn, r, f)
     if isinstance(out, torch.Tensor) and out.ndim == 1 and out.numel() == 1:
         out = out[0]
     return report_tensor(out, d_loss_bce(r, f),
@@ -32,7 +31,7 @@ def check_d_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> bo
 def check_generator_gradients(fn: Callable[[torch.Tensor], tuple]) -> bool:
     """``fn(fake_logits) -> (grad_minimax, grad_nonsaturating)``: d/df of log(1 - σ(f)) and of -log σ(f), per element."""
     f = torch.linspace(-6, 6, 7)
-    out, err = _call(fn, f)
+    out, err = try_call(fn, f)
     if out is not None and err is None:
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             print("Not quite: return a pair (grad_minimax, grad_nonsaturating).")
@@ -49,7 +48,7 @@ def check_sharpness(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
     """``fn(images (B, 3, H, W)) -> (B,)``: mean squared 3×3 Laplacian of the luminance, borders excluded."""
     g = torch.Generator().manual_seed(9)
     x = torch.rand(3, 3, 12, 12, generator=g)
-    out, err = _call(fn, x)
+    out, err = try_call(fn, x)
     return report_tensor(out, laplacian_energy(x),
                    "luminance 0.299 R + 0.587 G + 0.114 B; kernel [[0,1,0],[1,-4,1],[0,1,0]] with no padding; "
                    "square and average per image.", err)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import try_call as _call
+from ._common import try_call
 
 __all__ = [
     "check_gru_step",
@@ -50,7 +50,7 @@ def check_gru_step(fn: Callable[[torch.Tensor, torch.Tensor, nn.GRUCell], Option
         for p in cell.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.5)
     x, h = torch.randn(4, 5, generator=g), torch.randn(4, 6, generator=g)
-    out, err = _call(fn, x, h, cell)
+    out, err = try_call(fn, x, h, cell)
     if err is not None:
         print(f"Your function raised {type(err).__name__}: {err}")
         return False
@@ -93,7 +93,7 @@ def check_auc_by_counting(fn: Callable) -> bool:
         (np.array([0.1, 0.2]), np.array([0.15, 0.3])),
     ]
     for normal, anomalous in cases:
-        out, err = _call(fn, normal, anomalous)
+        out, err = try_call(fn, normal, anomalous)
         if err is not None:
             print(f"Your function raised {type(err).__name__}: {err}")
             return False
@@ -148,7 +148,7 @@ def check_conv3d_autoencoder(model: Optional[nn.Module]) -> bool:
     x = torch.rand(2, 8, 1, 32, 32, generator=g) * 2 - 1
     model.eval()
     with torch.no_grad():
-        y, err = _call(model, x)
+        y, err = try_call(model, x)
         if err is not None:
             print(f"Your model raised {type(err).__name__}: {err}")
             return False
@@ -158,8 +158,8 @@ def check_conv3d_autoencoder(model: Optional[nn.Module]) -> bool:
             return False
         x2 = x.clone()
         x2[:, 4] = -x2[:, 4]
-        y2, err = _call(model, x2)
-        other, _ = _call(model, torch.rand(2, 8, 1, 32, 32, generator=g) * 2 - 1)
+        y2, err = try_call(model, x2)
+        other, _ = try_call(model, torch.rand(2, 8, 1, 32, 32, generator=g) * 2 - 1)
     if err is not None or not isinstance(y2, torch.Tensor) or not isinstance(other, torch.Tensor):
         print("Not quite: your model failed on a second batch of clips" + (f" ({type(err).__name__}: {err})" if err else "."))
         return False

@@ -91,7 +91,7 @@ def _frame_hwc(x: ArrayLike, index: int, name: str) -> np.ndarray:
     )
 
 
-def _normalise(a: np.ndarray, lo: float, hi: float, name: str) -> np.ndarray:
+def _normalize(a: np.ndarray, lo: float, hi: float, name: str) -> np.ndarray:
     """Map raw values to float32 in [0, 1]: uint8 as 0..255, everything else from [lo, hi], clipped."""
     if a.dtype == np.uint8:
         return a.astype(np.float32) / 255.0
@@ -139,7 +139,7 @@ def _frames01(frames: Frames, value_range: Sequence[float] = (0, 1), name: str =
             )
         else:
             raise ValueError(f"{name} has shape {tuple(a.shape)} ({a.ndim}-D); {_LAYOUTS}")
-        out = _normalise(a, lo, hi, name)
+        out = _normalize(a, lo, hi, name)
     elif isinstance(frames, (list, tuple)):
         if len(frames) == 0:
             raise ValueError(f"{name} is an empty list: there are no frames to show")
@@ -151,7 +151,7 @@ def _frames01(frames: Frames, value_range: Sequence[float] = (0, 1), name: str =
                     f"{name}[{i}] is {f.shape[0]}x{f.shape[1]} (H x W) but {name}[0] is {h0}x{w0}: "
                     "all frames of one clip must have the same size"
                 )
-        norm = [_normalise(f, lo, hi, name) for f in hwc]
+        norm = [_normalize(f, lo, hi, name) for f in hwc]
         if len({f.shape[2] for f in norm}) > 1:  # gray and RGB mixed: lift gray to RGB
             norm = [np.repeat(f, 3, axis=2) if f.shape[2] == 1 else f for f in norm]
         out = np.stack(norm)  # (T, H, W, C)

@@ -1,49 +1,4 @@
-"""One small training loop for every method in the book.
-
-A :class:`Trainer` owns named models, optimisers and (optionally) schedulers, and calls *your* step
-function once per step. The step function decides what a step is: one supervised update, a
-discriminator update followed by a generator update, an RL rollout plus a Q-learning update, or an
-L-BFGS step on the pixels of an image. The trainer supplies everything around it:
-
-- device placement of models and batches (``device="auto"``: CUDA, MPS, CPU);
-- mixed precision with ``torch.autocast`` (bf16, or fp16 with a ``GradScaler`` per optimiser on
-  CUDA; bf16 on a CPU that computes it natively, measured, with ``amp="auto"``) through :meth:`Trainer.autocast` and :meth:`Trainer.optimize`;
-- gradient clipping, a ``tqdm.auto`` progress bar with the live loss, a metrics history;
-- NaN/inf detection: every loss and metric, and every gradient before its update, is checked;
-  training stops with :class:`NonFiniteLossError`, naming the step, the value (down to the
-  parameter whose gradient broke) and the last checkpoint that really is good (a checkpoint of the
-  very state that diverged is set aside as ``last.nonfinite.pt``); a checkpoint is never written
-  from non-finite weights;
-- interrupts that lose nothing: Ctrl-C (SIGINT) or SIGTERM during :meth:`Trainer.fit` finishes the
-  current step, saves, then raises ``KeyboardInterrupt`` (``SystemExit`` for SIGTERM), so a resumed
-  run is bit-identical to one never stopped; a second Ctrl-C stops at once and keeps the last
-  checkpoint; a ``KeyboardInterrupt`` from elsewhere (the step function, the data) saves the last
-  consistent state too;
-- atomic checkpoints (temporary file, ``fsync``, ``os.replace``; the one before kept as
-  ``last.previous.pt`` by a hard link, so ``last.pt`` is complete at every instant, even under
-  ``kill -9``; a resume falls back to the newest one that loads, and says so) that load with
-  ``torch.load(weights_only=True)`` and resume *exactly*: models, optimisers, scalers, schedulers,
-  registered extra state (a replay buffer, an image being optimised), every RNG state, the step
-  counter and the position inside the current epoch of a ``DataLoader``;
-- ``DistributedDataParallel`` under ``torchrun`` (NCCL on CUDA, gloo on CPU), with batches split
-  across ranks.
-
-A minimal use::
-
-    def step(t, batch):
-        x, y = batch
-        with t.autocast():
-            loss = F.cross_entropy(t.models["model"](x), y)
-        t.optimize(loss, "model")
-        return {"loss": loss}
-
-    trainer = Trainer({"model": net}, {"model": torch.optim.Adam(net.parameters())}, step)
-    history = trainer.fit(loader, steps=1000)
-
-After training, :func:`batched_inference` runs a model over many inputs the one way every method
-module does: no gradients, evaluation mode, batches on the model's device, results collected on
-the CPU.
-"""
+"""The :class:`Trainer`: one training loop for every method in the book (see :mod:`animlib.engine`)."""
 
 from __future__ import annotations
 
@@ -52,12 +7,8 @@ import json
 import math
 import os
 import random
-import signal
 import sys
-import threading
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
@@ -67,321 +18,42 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from .files import atomic_copy, atomic_torch_save
-from .rehearsal import cap_batch
-from .runtime import cpu_bf16_support, get_device, peak_memory_mb, work_cap
+from ..files import atomic_copy, atomic_torch_save
+from ..precision import resolve_amp
+from ..rehearsal import cap_batch
+from ..runtime import get_device, peak_memory_mb, work_cap
+from .batches import move_to_device, shard_batch
+from .checkpoints import capture_rng_state, load_checkpoint, previous_of, restore_rng_state
+from .compiling import compile_mode, separate_compile_cache
+from .guards import DeferredInterrupt, NonFiniteLossError, first_line, first_nonfinite
 
-__all__ = [
-    "Trainer",
-    "fit",
-    "SupervisedStep",
-    "NonFiniteLossError",
-    "save_checkpoint",
-    "load_checkpoint",
-    "capture_rng_state",
-    "restore_rng_state",
-    "move_to_device",
-    "shard_batch",
-    "resolve_amp",
-    "amp_label",
-    "batched_inference",
-    "compile_mode",
-]
+__all__ = ["Trainer", "StepFn", "every"]
 
 StepFn = Callable[["Trainer", Any], Mapping[str, Any]]
+Callback = Callable[["Trainer"], None]
+
+#: The moments a callback can run at (see :meth:`Trainer.add_callback`).
+EVENTS = ("on_fit_start", "on_step_end", "on_fit_end")
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Raised when a loss or metric becomes NaN or infinite.
+def every(n: int, fn: Callback) -> Callback:
+    """``fn`` run only after every ``n``-th step (for ``on_step_end``): ``every(100, keep_snapshot)``."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"every(n, fn) needs a number of steps n >= 1, got {n!r}")
 
-    Attributes: ``step`` (1-based step that produced it), ``name`` (which value: a loss, a metric,
-    ``"gradient of <model>.<parameter>"`` or ``"parameter <model>.<name>"``), ``last_finite`` (the
-    last finite loss, or None), ``checkpoint`` and ``checkpoint_step`` (the last good checkpoint on
-    disk and the step it holds, or None) and ``set_aside`` (a checkpoint of the very state that
-    produced the value, renamed ``*.nonfinite.pt``, or None).
-    """
+    def at_multiples(trainer: Trainer) -> None:
+        if trainer.step % n == 0:
+            fn(trainer)
 
-    def __init__(self, step: int, name: str, value: float, last_finite: Optional[float],
-                 checkpoint: Optional[Path], checkpoint_step: Optional[int] = None,
-                 set_aside: Optional[Path] = None, checkpointing: bool = True):
-        self.step, self.name, self.value = step, name, value
-        self.last_finite, self.checkpoint, self.checkpoint_step = last_finite, checkpoint, checkpoint_step
-        self.set_aside = set_aside
-        at = f" (after step {checkpoint_step})" if checkpoint_step is not None else ""
-        if checkpoint is not None:
-            where = f"the last good checkpoint is {checkpoint}{at}"
-        elif checkpointing:
-            where = "no checkpoint from before the divergence is on disk"
-        else:
-            where = "no checkpoint was written (pass checkpoint_dir= to keep one)"
-        if set_aside is not None:
-            where += f"; the checkpoint of the state that diverged was moved to {set_aside}"
-        last = f"{last_finite:.6g}" if last_finite is not None else "none yet"
-        super().__init__(
-            f"{name} became {value} at step {step} (last finite loss: {last}); training stopped and "
-            f"{where}. Lower the learning rate, clip gradients (grad_clip=...) or check the inputs."
-        )
+    return at_multiples
 
 
-def _first_nonfinite(named: Iterable[Tuple[str, torch.Tensor]]) -> Optional[Tuple[str, float]]:
-    """The first (name, offending value) among floating tensors holding NaN or inf, else None."""
-    for name, t in named:
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            bad = t.detach()[~torch.isfinite(t.detach())].flatten()[0]
-            return name, float(bad)
-    return None
 
-
-class _DeferredInterrupt:
-    """Within a ``with`` block, Ctrl-C (SIGINT) and SIGTERM only *ask* to stop; :attr:`requested` says so.
-
-    The training loop checks it between steps, so an interrupt never leaves a step half done: the
-    step finishes, a checkpoint is written, and then ``KeyboardInterrupt`` (or ``SystemExit`` for
-    SIGTERM) is raised. A second Ctrl-C stops at once (the last checkpoint on disk stays good).
-    Signal handlers can only be set in the main thread; elsewhere this does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.requested: Optional[int] = None
-        self.forced = False  # True once a second Ctrl-C has stopped the step at once
-        self._old: Dict[int, Any] = {}
-
-    def _handler(self, signum, frame) -> None:
-        if self.requested is not None and signum == signal.SIGINT:
-            self.forced = True
-            raise KeyboardInterrupt  # the second Ctrl-C: stop now
-        self.requested = signum
-        print("\ninterrupt: finishing the current step, then saving (Ctrl-C again stops at once)",
-              file=sys.stderr, flush=True)
-
-    def __enter__(self) -> _DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    self._old[sig] = signal.signal(sig, self._handler)
-                except (ValueError, OSError):  # not supported here
-                    pass
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-    def raise_if_requested(self) -> None:
-        if self.requested == signal.SIGTERM:
-            raise SystemExit(128 + signal.SIGTERM)
-        if self.requested is not None:
-            raise KeyboardInterrupt
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-_WARNED_EMULATED_BF16 = False
-
-
-def cuda_autocast_dtype(device: Union[str, torch.device]) -> Optional[torch.dtype]:
-    """The precision ``amp="auto"`` trains in on this CUDA device, by its native tensor-core formats.
-
-    Compute capability 8.0 and above (A100, RTX 30xx/40xx, H100, ...) has bf16 tensor cores: bf16.
-    7.x (V100, T4, RTX 20xx) has fp16 tensor cores but no bf16 ones: fp16 (with a gradient scaler).
-    ``torch.cuda.is_bf16_supported()`` is True there too, because bf16 can be *emulated*, much more
-    slowly. Below 7.0 (Pascal and older) neither is native: fp32 (``None``). The capability read is
-    that of ``device`` itself (``cuda:1`` may differ from the current device).
-    """
-    device = torch.device(device)
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    major, _minor = torch.cuda.get_device_capability(index)
-    if major >= 8:
-        return torch.bfloat16
-    if major == 7:
-        return torch.float16
-    return None
-
-
-def resolve_amp(amp: Union[str, bool, None], device: torch.device) -> Optional[torch.dtype]:
-    """Turn an ``amp`` request into an autocast dtype (or None for full precision).
-
-    ``None``/``False``/``"off"``: fp32. ``"auto"``: on CUDA by the device's native tensor-core
-    formats (:func:`cuda_autocast_dtype`: bf16 from compute capability 8.0, fp16 on 7.x, else fp32); on the
-    CPU bf16 only where this CPU computes it natively *and* a timed probe finds it faster
-    (:func:`animlib.runtime.cpu_bf16_support`), else fp32; fp32 on MPS. ``"bf16"``: bf16 on any
-    device; on a CPU without native bf16 it still runs, with a one-time warning that says how much
-    slower it measured. ``"fp16"``: CUDA or MPS only.
-    """
-    global _WARNED_EMULATED_BF16
-    if amp in (None, False, "off", "fp32", "none"):
-        return None
-    device = torch.device(device)
-    if amp is True or amp == "auto":
-        if device.type == "cuda":
-            return cuda_autocast_dtype(device)
-        if device.type == "cpu":
-            return torch.bfloat16 if cpu_bf16_support().fast else None
-        return None
-    if amp in ("bf16", "bfloat16", torch.bfloat16):
-        if device.type == "cpu" and not _WARNED_EMULATED_BF16:
-            info = cpu_bf16_support()
-            if not info.fast:
-                _WARNED_EMULATED_BF16 = True
-                warnings.warn(
-                    f"amp='bf16' on this CPU: {info.reason} (a small convolution took "
-                    f"{info.bf16_seconds * 1e3:.1f} ms in bf16 vs {info.fp32_seconds * 1e3:.1f} ms in fp32). "
-                    "Training will run, but slower; use amp='auto' to let the library choose.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-        return torch.bfloat16
-    if amp in ("fp16", "float16", "half", torch.float16):
-        if device.type == "cpu":
-            raise ValueError("amp='fp16' is not supported on the CPU; use amp='auto' (bf16 where this CPU "
-                             "computes it natively, else fp32), 'bf16' or None.")
-        return torch.float16
-    raise ValueError(f"amp must be None, 'auto', 'bf16' or 'fp16', got {amp!r}")
-
-
-def amp_label(amp: Union[str, bool, None], device: Union[str, torch.device]) -> str:
-    """What ``amp`` resolves to on ``device``, as a name: ``"bf16"``, ``"fp16"`` or ``"fp32"``."""
-    dtype = resolve_amp(amp, torch.device(device))
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-
-
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Move tensors inside (nested) tuples, lists and dicts to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return type(batch)({k: move_to_device(v, device) for k, v in batch.items()})
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
-        return type(batch)(*(move_to_device(v, device) for v in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(v, device) for v in batch)
-    return batch
-
-
-def shard_batch(batch: Any, rank: int, world_size: int) -> Any:
-    """This rank's slice (along dim 0) of every tensor in ``batch``; other objects pass through."""
-    if world_size <= 1:
-        return batch
-    if isinstance(batch, torch.Tensor):
-        if batch.dim() == 0:
-            return batch
-        if batch.shape[0] % world_size:
-            raise ValueError(
-                f"batch size {batch.shape[0]} is not divisible by the world size {world_size}; "
-                "use a batch size that is a multiple of the number of processes."
-            )
-        return batch.tensor_split(world_size)[rank]
-    if isinstance(batch, Mapping):
-        return type(batch)({k: shard_batch(v, rank, world_size) for k, v in batch.items()})
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(shard_batch(v, rank, world_size) for v in batch)
-    return batch
-
-
-def capture_rng_state() -> Dict[str, Any]:
-    """Python, NumPy, torch CPU and CUDA RNG states, as tensors and ints (``weights_only``-safe)."""
-    py_version, py_state, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
-    state = {
-        "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64),
-                   "gauss": py_gauss},
-        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
-                  "has_gauss": int(np_has_gauss), "cached": float(np_cached)},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    return state
-
-
-def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
-    npst = state["numpy"]
-    np.random.set_state((npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
-                         npst["has_gauss"], npst["cached"]))
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike]) -> Path:
-    """Write a checkpoint dict atomically (see :func:`atomic_torch_save`)."""
-    return atomic_torch_save(dict(state), path)
-
-
-def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (no arbitrary code runs while loading)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # a truncated or foreign file
-        raise RuntimeError(f"could not load checkpoint {path}: {e}. Is it a file written by animlib?") from e
-
-
-def _previous_of(path: Path) -> Path:
-    """Where :meth:`Trainer.save` keeps the checkpoint before ``path`` (``last.pt`` -> ``last.previous.pt``)."""
-    return path.with_name(path.stem + ".previous" + path.suffix)
-
-
-def _first_line(error: BaseException, limit: int = 160) -> str:
-    """An error's message, short: its first line, cut at ``limit`` characters."""
-    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-def compile_mode(value: Union[bool, str, None] = None) -> Optional[str]:
-    """The ``torch.compile`` mode a :class:`Trainer` uses, or ``None`` for eager execution.
-
-    ``value``: ``False``/``True``, a mode name, or ``None`` to read ``ANIMLIB_COMPILE`` from the
-    environment (``""``/``"0"``: eager, ``"1"``: the default mode, else a mode name).
-    """
-    if value is None:
-        env = os.environ.get("ANIMLIB_COMPILE", "").strip().lower()
-        value = False if env in ("", "0", "false", "no") else (True if env in ("1", "true", "yes") else env)
-    if value is False:
-        return None
-    if value is True:
-        return "default"
-    if isinstance(value, str) and value in _COMPILE_MODES:
-        return value
-    raise ValueError(f"compile must be True, False or one of {_COMPILE_MODES} (also in ANIMLIB_COMPILE), "
-                     f"got {value!r}")
-
-
-def _separate_compile_cache() -> None:
-    """Keep torch.compile's on-disk cache apart per CPU kernel set.
-
-    Inductor's cache key does not include ``ATEN_CPU_CAPABILITY``: kernels compiled under one
-    setting (e.g. AVX-512) were reused under another (``avx2``, ``default``) and the compiled
-    training step then returned losses of 1e31 on the same machine. Unless the user chose a cache
-    folder (``TORCHINDUCTOR_CACHE_DIR``), each kernel set gets its own subfolder of the default one.
-    """
-    try:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-    except ImportError:  # an older torch: its layout differs, leave its cache alone
-        return
-    default = os.path.abspath(default_cache_dir())
-    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    # (importing torch._dynamo, which any optimiser does, writes the default folder into the variable)
-    if chosen and os.path.abspath(chosen) != default:
-        return
-    capability = torch.backends.cpu.get_cpu_capability().lower()
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default, f"animlib-cpu-{capability}")
-
-
-def _as_float(v: Any) -> float:
+def as_float(v: Any) -> float:
     if isinstance(v, torch.Tensor):
         return float(v.detach().float().mean().item()) if v.numel() > 1 else float(v.detach().item())
     return float(v)
@@ -455,6 +127,7 @@ class Trainer:
         shard_batches: bool = True,
         compile: Union[bool, str, None] = None,
         sync_every: Optional[int] = None,
+        callbacks: Optional[Mapping[str, Union[Callback, Iterable[Callback]]]] = None,
     ):
         if models is None:
             models = {}
@@ -490,7 +163,7 @@ class Trainer:
         self.compile_mode = compile_mode(compile)
         if self.compile_mode is not None:
             if self.device.type == "cpu":
-                _separate_compile_cache()
+                separate_compile_cache()
             self.models = {k: (torch.compile(m, mode=None if self.compile_mode == "default" else self.compile_mode)
                                if any(p.requires_grad for p in m.parameters()) else m)
                            for k, m in self.models.items()}
@@ -516,6 +189,7 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.history: List[Dict[str, float]] = []
+        self.seconds = 0.0  # wall time spent in fit(), all calls together
         self.last_finite: Dict[str, float] = {}
         self.last_checkpoint: Optional[Path] = None
         self.last_checkpoint_step: Optional[int] = None
@@ -529,6 +203,27 @@ class Trainer:
         self._step_losses: Dict[str, Any] = {}
         self._step_out: Optional[Mapping[str, Any]] = None  # what step_fn returned, once it has
         self._last_step_updates: Optional[List[str]] = None  # the updates of the last complete step
+        self.callbacks: Dict[str, List[Callback]] = {event: [] for event in EVENTS}
+        for event, fns in (callbacks or {}).items():
+            for fn in ([fns] if callable(fns) else list(fns)):
+                self.add_callback(event, fn)
+
+    # -- callbacks ---------------------------------------------------------------------------
+    def add_callback(self, event: str, fn: Callback) -> None:
+        """Run ``fn(trainer)`` at ``event``: ``"on_fit_start"``, ``"on_step_end"`` or ``"on_fit_end"``."""
+        if event not in self.callbacks:
+            raise ValueError(f"unknown callback event {event!r}; the events are {', '.join(EVENTS)}")
+        if not callable(fn):
+            raise TypeError(f"a callback must be a function fn(trainer), got {type(fn).__name__}")
+        self.callbacks[event].append(fn)
+
+    def _trigger(self, event: str) -> None:
+        fns = self.callbacks[event]
+        for fn in fns:
+            fn(self)
+        if fns and event != "on_fit_end":  # the loop goes on in training mode
+            for m in self.raw_models.values():
+                m.train()
 
     # -- distributed -------------------------------------------------------------------
     def _init_distributed(self) -> None:
@@ -548,7 +243,7 @@ class Trainer:
 
     def unwrap(self, name: str = "model") -> nn.Module:
         """The plain module behind ``models[name]`` (without a DDP wrapper)."""
-        return _unwrap(self.models[name])
+        return unwrap_model(self.models[name])
 
     # -- the pieces a step function uses -------------------------------------------------
     def autocast(self):
@@ -567,7 +262,7 @@ class Trainer:
             value = value.detach()
             self._pending.append((self.step + 1, name, value))
             return value
-        v = _as_float(value)
+        v = as_float(value)
         if not math.isfinite(v):
             raise self._nonfinite(name, v)
         self.last_finite[name] = v
@@ -581,7 +276,7 @@ class Trainer:
             try:
                 values = torch.stack([v.float().mean() for _, _, v in pending]).tolist()
             except RuntimeError:  # values on different devices
-                values = [_as_float(v) for _, _, v in pending]
+                values = [as_float(v) for _, _, v in pending]
             read = {}
             for (step, name, tensor), v in zip(pending, values):
                 if not math.isfinite(v):
@@ -597,7 +292,7 @@ class Trainer:
         for record in self._unread_records:
             for k, v in record.items():
                 if isinstance(v, torch.Tensor):
-                    record[k] = read[id(v)] if id(v) in read else _as_float(v)
+                    record[k] = read[id(v)] if id(v) in read else as_float(v)
         self._unread_records = []
 
     def _nonfinite(self, name: str, value: float, step: Optional[int] = None) -> NonFiniteLossError:
@@ -608,7 +303,7 @@ class Trainer:
         bad_step = self.step + 1 if step is None else step
         path, step, aside = self.last_checkpoint, self.last_checkpoint_step, None
         if path is not None and step == bad_step - 1 and self.is_main and path.exists():
-            previous = _previous_of(path)
+            previous = previous_of(path)
             aside = path.with_name(path.stem + ".nonfinite" + path.suffix)
             if previous.exists():
                 atomic_copy(path, aside)  # (a link: the path is never without a checkpoint)
@@ -672,7 +367,7 @@ class Trainer:
         if bool(torch.isfinite(biggest)):
             return
         names = self._param_names()
-        found = _first_nonfinite((names.get(id(p), f"{name} parameter {i}"), p.grad) for i, p in enumerate(params))
+        found = first_nonfinite((names.get(id(p), f"{name} parameter {i}"), p.grad) for i, p in enumerate(params))
         raise self._nonfinite(f"gradient of {found[0]}", found[1])
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -739,7 +434,7 @@ class Trainer:
             raise ValueError("no checkpoint path: pass path= or create the Trainer with checkpoint_dir=")
         self.sync()  # only checked, finite state is written
         state = self.state_dict()
-        bad = _first_nonfinite(
+        bad = first_nonfinite(
             [(f"{m}.{n}", t) for m, sd in state["models"].items() for n, t in sd.items()]
             + [(f"extra {k}.{n}", t) for k, sd in state["extra"].items() if isinstance(sd, Mapping)
                for n, t in sd.items()]
@@ -752,7 +447,7 @@ class Trainer:
                 # Keep the one before: if the state just saved turns out to diverge on the next step,
                 # the previous checkpoint is the last good one. (A copy, so that `path` stays in place;
                 # and only when the step moved on: saving the same step again keeps the older one.)
-                atomic_copy(path, _previous_of(path))
+                atomic_copy(path, previous_of(path))
                 self._previous_checkpoint_step = self.last_checkpoint_step
             atomic_torch_save(state, path)
         if self.world_size > 1 and wait:
@@ -776,7 +471,7 @@ class Trainer:
         if path is None:
             self._say("resume: no checkpoint_dir was given, so there is nothing to resume; starting at step 0")
             return False
-        previous = _previous_of(path)
+        previous = previous_of(path)
         candidates = [path, previous]
         if not explicit and path.parent.is_dir():  # any other checkpoint this trainer wrote there
             others = [p for p in path.parent.glob("*.pt") if p not in candidates and not p.name.startswith(".")
@@ -787,7 +482,7 @@ class Trainer:
             try:
                 state = load_checkpoint(candidate, map_location="cpu")
             except (RuntimeError, OSError) as e:
-                failed.append((candidate, _first_line(e.__cause__ or e)))
+                failed.append((candidate, first_line(e.__cause__ or e)))
                 continue
             if isinstance(state, Mapping) and state.get("format") == "animlib.engine/1":
                 break
@@ -926,6 +621,61 @@ class Trainer:
         self.batch_in_epoch += 1
         return batch
 
+    def _one_step(self, data: Union[Iterable, Callable[[int], Any]], steps: int, capped: bool,
+                  eval_fn: Optional[Callable[[Trainer], Mapping[str, Any]]], eval_every: int
+                  ) -> Tuple[Dict[str, Any], bool]:
+        """One step of :meth:`fit`: the batch, ``step_fn``, the record, the sync, evaluation and callbacks.
+
+        Returns the step's record and whether it went into the history.
+        """
+        self._begin_step()
+        batch = self._next_batch(data)
+        if self.shard_batches:
+            batch = shard_batch(batch, self.rank, self.world_size)
+            if capped:  # a rehearsal: the same shapes, a few examples a batch
+                batch = cap_batch(batch)
+        batch = move_to_device(batch, self.device)
+        out = self.step_fn(self, batch) or {}
+        self._step_out = out
+        record = {"step": self.step + 1}
+        for k, v in out.items():
+            record[k] = self.check_finite(k, v)
+        self.step += 1
+        self._end_step()
+        logged = self.step % self.log_every == 0 or self.step == steps
+        if logged:
+            self.history.append(record)
+            if any(isinstance(v, torch.Tensor) for v in record.values()):
+                self._unread_records.append(record)  # filled in by the next sync
+        evaluate = eval_fn is not None and eval_every and self.step % eval_every == 0
+        if self._pending and (evaluate or self.step % self.sync_every == 0 or self.step == steps):
+            self.sync()
+        if evaluate:
+            record.update({k: as_float(v) for k, v in eval_fn(self).items()})
+            for m in self.raw_models.values():
+                m.train()
+        self._trigger("on_step_end")
+        return record, logged
+
+    def _stopped(self, interrupt: DeferredInterrupt, steps: int) -> None:
+        """A ``KeyboardInterrupt`` ended :meth:`fit`: save what resumes exactly, and say where from.
+
+        After a completed, saved step, or mid-step: a ``KeyboardInterrupt`` raised by the step
+        function or the data, or a Ctrl-C where no handler could be set. Then the state goes back to
+        the start of the step, or on to its end, and is saved; a state in between cannot resume
+        exactly and is not, and neither is anything after a second Ctrl-C (stop at once): the last
+        checkpoint on disk stays the good one.
+        """
+        if not interrupt.forced:
+            not_saved = self._settle_interrupted_step(steps)
+            if not_saved is not None:
+                self._say(not_saved)
+            elif self.checkpoint_dir is not None and self.last_checkpoint_step != self.step:
+                self.save(wait=False)  # (under DDP the other ranks may be elsewhere: rank 0 writes alone)
+        if self.last_checkpoint is not None and self.is_main:
+            print(f"stopped; resume from {self.last_checkpoint} (after step {self.last_checkpoint_step})",
+                  file=sys.stderr, flush=True)
+
     # -- the loop --------------------------------------------------------------------------
     def fit(
         self,
@@ -942,7 +692,8 @@ class Trainer:
         callable ``data(step) -> batch``. With ``resume=True`` the run continues from
         ``checkpoint_dir/last.pt`` when it exists (else from the newest checkpoint there that loads,
         see :meth:`resume`). ``eval_fn(trainer)`` runs every ``eval_every`` steps (and at the end)
-        and its numbers are added to the history.
+        and its numbers are added to the history: it measures. What only watches the run (snapshots,
+        logs) is a callback instead (``callbacks=`` / :meth:`add_callback`).
 
         A ``KeyboardInterrupt`` that does not come through the deferred Ctrl-C (raised by the step
         function or the data, or a Ctrl-C where the handler could not be set) still saves, when there is a
@@ -963,41 +714,17 @@ class Trainer:
         started, first_step = time.perf_counter(), self.step
         for m in self.raw_models.values():
             m.train()
+        self._trigger("on_fit_start")
         bar = tqdm(total=steps, initial=min(self.step, steps), desc=self.desc,
                    disable=not (self.progress and self.is_main), dynamic_ncols=True, leave=True,
                    mininterval=0.5)  # a few updates a second: little output traffic from a notebook
-        interrupt = _DeferredInterrupt()
+        interrupt = DeferredInterrupt()
         try:
             interrupt.__enter__()
             while self.step < steps:
                 if deadline is not None and self.step > first_step and time.perf_counter() > deadline:
                     break
-                self._begin_step()
-                batch = self._next_batch(data)
-                if self.shard_batches:
-                    batch = shard_batch(batch, self.rank, self.world_size)
-                    if cap.items is not None:  # a rehearsal: the same shapes, a few examples a batch
-                        batch = cap_batch(batch)
-                batch = move_to_device(batch, self.device)
-                out = self.step_fn(self, batch) or {}
-                self._step_out = out
-                record = {"step": self.step + 1}
-                for k, v in out.items():
-                    record[k] = self.check_finite(k, v)
-                self.step += 1
-                self._end_step()
-                logged = self.step % self.log_every == 0 or self.step == steps
-                if logged:
-                    self.history.append(record)
-                    if any(isinstance(v, torch.Tensor) for v in record.values()):
-                        self._unread_records.append(record)  # filled in by the next sync
-                evaluate = eval_fn is not None and eval_every and self.step % eval_every == 0
-                if self._pending and (evaluate or self.step % self.sync_every == 0 or self.step == steps):
-                    self.sync()
-                if evaluate:
-                    record.update({k: _as_float(v) for k, v in eval_fn(self).items()})
-                    for m in self.raw_models.values():
-                        m.train()
+                record, logged = self._one_step(data, steps, cap.items is not None, eval_fn, eval_every)
                 if logged and self.loss_key in record and not isinstance(record[self.loss_key], torch.Tensor):
                     bar.set_postfix({self.loss_key: f"{record[self.loss_key]:.4g}"}, refresh=False)
                 bar.update(1)
@@ -1008,20 +735,7 @@ class Trainer:
                         self.save()
                     interrupt.raise_if_requested()
         except KeyboardInterrupt:
-            # After a completed, saved step (above), or mid-step: a KeyboardInterrupt raised by the
-            # step function or the data, or a Ctrl-C where no handler could be set. Then the state goes back
-            # to the start of the step, or on to its end, and is saved; a state in between cannot
-            # resume exactly and is not, and neither is anything after a second Ctrl-C (stop at once):
-            # the last checkpoint on disk stays the good one.
-            if not interrupt.forced:
-                not_saved = self._settle_interrupted_step(steps)
-                if not_saved is not None:
-                    self._say(not_saved)
-                elif self.checkpoint_dir is not None and self.last_checkpoint_step != self.step:
-                    self.save(wait=False)  # (under DDP the other ranks may be elsewhere: rank 0 writes alone)
-            if self.last_checkpoint is not None and self.is_main:
-                print(f"stopped; resume from {self.last_checkpoint} (after step {self.last_checkpoint_step})",
-                      file=sys.stderr, flush=True)
+            self._stopped(interrupt, steps)
             raise
         finally:
             interrupt.__exit__(None, None, None)
@@ -1029,9 +743,12 @@ class Trainer:
             self._read_records({})  # no tensors left in the history, however the loop ended
         if self._pending:
             self.sync()  # a loop cut short by ANIMLIB_CAP_SECONDS still checks every value
-        self._log_fit(self.step - first_step, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.seconds += elapsed
+        self._log_fit(self.step - first_step, elapsed)
         if eval_fn is not None and not (eval_every and self.step % eval_every == 0) and self.history:
-            self.history[-1].update({k: _as_float(v) for k, v in eval_fn(self).items()})
+            self.history[-1].update({k: as_float(v) for k, v in eval_fn(self).items()})
+        self._trigger("on_fit_end")
         if self.checkpoint_dir is not None:
             self.save()
         return self.history
@@ -1055,95 +772,3 @@ class Trainer:
         }
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
-
-
-class TensorState:
-    """Wrap a tensor (e.g. the image that style transfer optimises) so checkpoints include it."""
-
-    def __init__(self, tensor: torch.Tensor):
-        self.tensor = tensor
-
-    def state_dict(self) -> Dict[str, torch.Tensor]:
-        return {"tensor": self.tensor.detach().cpu().clone()}
-
-    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        with torch.no_grad():
-            self.tensor.copy_(state["tensor"].to(self.tensor.device))
-
-
-__all__.append("TensorState")
-
-
-@dataclass
-class SupervisedStep:
-    """The step for the common case: ``loss = loss_fn(model, batch)``, one update of ``models[name]``.
-
-    Like every parametrised step in the library, it is a dataclass: its settings are typed fields
-    and calling it with ``(trainer, batch)`` performs one step.
-    """
-
-    loss_fn: Callable[[nn.Module, Any], torch.Tensor]  # (model, batch) -> scalar loss
-    name: str = "model"  # which of the trainer's models/optimisers to use
-
-    def __call__(self, trainer: Trainer, batch: Any) -> Dict[str, torch.Tensor]:
-        with trainer.autocast():
-            loss = self.loss_fn(trainer.models[self.name], batch)
-        trainer.optimize(loss.float(), self.name)
-        return {"loss": loss.detach()}
-
-
-def fit(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[[nn.Module, Any], torch.Tensor],
-    data: Union[Iterable, Callable[[int], Any]],
-    steps: int,
-    **trainer_kwargs: Any,
-) -> Trainer:
-    """Supervised training in one call; returns the :class:`Trainer` (``.history``, ``.save()``)."""
-    resume = trainer_kwargs.pop("resume", False)
-    trainer = Trainer({"model": model}, {"model": optimizer}, SupervisedStep(loss_fn), **trainer_kwargs)
-    trainer.fit(data, steps, resume=resume)
-    return trainer
-
-
-@torch.no_grad()
-def batched_inference(
-    fn: Callable[[torch.Tensor], Any],
-    inputs: torch.Tensor,
-    batch_size: int,
-    *,
-    model: Optional[nn.Module] = None,
-    device: Union[str, torch.device, None] = None,
-    out_device: Union[str, torch.device] = "cpu",
-) -> Any:
-    """Apply ``fn`` to ``inputs`` in chunks of ``batch_size`` (along dim 0) and concatenate the results.
-
-    No gradients are recorded. Each chunk is moved to ``device`` (default: the device of ``model``'s
-    parameters, else the inputs' own); every result comes back as float32 on ``out_device``. When
-    ``model`` is given it runs in evaluation mode and gets its previous mode back afterwards, also
-    when ``fn`` raises. ``fn`` may return one tensor or a tuple of tensors (each is concatenated).
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if inputs.shape[0] == 0:
-        raise ValueError("batched_inference got no inputs (an empty first dimension)")
-    if device is None:
-        first = next(model.parameters(), None) if model is not None else None
-        dev = first.device if first is not None else inputs.device
-    else:
-        dev = torch.device(device)
-    was_training = model.training if model is not None else False
-    if model is not None:
-        model.eval()
-    outs: List[Any] = []
-    try:
-        for chunk in inputs.split(batch_size):
-            o = fn(chunk.to(dev))
-            outs.append(tuple(v.float().to(out_device) for v in o) if isinstance(o, tuple) else o.float().to(out_device))
-    finally:
-        if model is not None:
-            model.train(was_training)
-    if isinstance(outs[0], tuple):
-        return tuple(torch.cat([o[k] for o in outs]) for k in range(len(outs[0])))
-    return torch.cat(outs)
