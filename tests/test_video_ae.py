@@ -392,3 +392,17 @@ def test_exercise_checkers_pass_solutions_and_fail_mistakes(capsys):
 
     assert not ch07.check_conv3d_autoencoder(Raises())
     assert "RuntimeError" in capsys.readouterr().out
+
+    class NearZero(torch.nn.Module):  # mixes time and varies with the clip, but its output is close to 0
+        def __init__(self):
+            super().__init__()
+            self.ae = ch07.solution_conv3d_autoencoder()
+
+        def forward(self, x):
+            return 0.05 * self.ae(x)
+
+    sigmoid_out = ch07.solution_conv3d_autoencoder()
+    sigmoid_out.dec[-1] = torch.nn.Sigmoid()  # cannot reach the clips' negative half of [-1, 1]
+    for wrong in (NearZero(), sigmoid_out):
+        assert not ch07.check_conv3d_autoencoder(wrong)
+        assert "does not learn to reconstruct" in capsys.readouterr().out

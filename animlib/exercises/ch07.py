@@ -8,10 +8,12 @@ that wrong answers fail.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+import copy
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._common import try_call
@@ -171,5 +173,47 @@ def check_conv3d_autoencoder(model: Optional[nn.Module]) -> bool:
         print("Not quite: changing frame 4 did not change frames 3 or 5 of the output, so the model does "
               "not mix time. Use a temporal kernel size > 1, e.g. (3, 4, 4).")
         return False
-    print("Correct! A spatio-temporal autoencoder: every output frame sees its neighbours in time.")
+    mse, constant, err = _reconstruction_after_training(model)
+    if err is not None:
+        print(f"Not quite: training a copy of your model raised {type(err).__name__}: {err}")
+        return False
+    if not mse < 0.5 * constant:
+        print(f"Not quite: after {LEARN_STEPS} training steps on stick-figure clips in [-1, 1], your autoencoder's "
+              f"error is {mse:.3f}, not below half the error of the best constant output ({constant:.3f}): it "
+              "does not learn to reconstruct. Check the output's range: the clips are in [-1, 1], so end with tanh "
+              "(or nothing), not a sigmoid or ReLU; and check that nothing scales the output down.")
+        return False
+    print(f"Correct! A spatio-temporal autoencoder: every output frame sees its neighbours in time, and after "
+          f"{LEARN_STEPS} training steps it reconstructs the clips with error {mse:.3f} (the best constant: "
+          f"{constant:.3f}).")
     return True
+
+
+#: Adam steps the check trains a copy of the learner's autoencoder for (about 3 s on a laptop CPU).
+LEARN_STEPS = 60
+
+
+def _reconstruction_after_training(model: nn.Module) -> Tuple[float, float, Optional[Exception]]:
+    """Train a copy of ``model`` for :data:`LEARN_STEPS` Adam steps on 16 stick-figure clips in
+    [-1, 1]; return its reconstruction MSE on them, the MSE of the best constant output (the clips'
+    mean), and the error if training raised. The learner's model and RNG are left untouched."""
+    from ..data.actions import make_action_clips
+
+    x = make_action_clips(16, frames=8, size=32, seed=7, value_range=(-1, 1)).clips
+    constant = float((x - x.mean()).pow(2).mean())
+    try:
+        m = copy.deepcopy(model).train()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            opt = torch.optim.Adam(m.parameters(), lr=2e-3)
+            for _ in range(LEARN_STEPS):
+                batch = x[torch.randint(0, len(x), (8,))]
+                loss = F.mse_loss(m(batch), batch)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        m.eval()
+        with torch.no_grad():
+            return float(F.mse_loss(m(x), x)), constant, None
+    except Exception as e:  # the learner's code: report it, do not crash the notebook
+        return float("nan"), constant, e
